@@ -1,0 +1,524 @@
+"""The durable outbox: enqueue, ordered claim with leases, per-event results, retention.
+
+Invariants:
+- ``enqueue`` stores movements, their capture issues and the source's cursor in one transaction;
+  a movement whose ``event_id`` is already stored is not stored again (and its issues are not
+  repeated), so a re-read source changes nothing.
+- ``claim`` returns deliverable movements in capture order (``seq``) and leases them; a lease that
+  expires (the agent died mid-delivery) makes them deliverable again; ``recover_leases`` does that
+  for every lease at start-up.
+- A movement leaves the queue only as ``acked`` (the WMS has it), ``rejected`` (kept, with the WMS's
+  reason, in the exception queue) or ``discarded`` (an operator decided); unacked movements are
+  never purged.
+- A wall clock that jumped backwards cannot park a movement: a ``next_attempt_at`` further ahead
+  than the longest possible backoff counts as due.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+
+from agent.domain import CaptureIssue, Cursor, Movement
+from outbox.db import Database, DatabaseDamaged
+from outbox.migrations import CURRENT_VERSION, SchemaMismatch, SchemaTooNew, migrate
+from outbox.schema import (
+    Category,
+    CursorRow,
+    ExceptionRow,
+    ExceptionStatus,
+    MovementRow,
+    Status,
+    table,
+)
+
+log = logging.getLogger("possync.outbox")
+
+M = table(MovementRow)
+E = table(ExceptionRow)
+C = table(CursorRow)
+
+_CHUNK = 500  # SQLite bound-parameter friendly chunk for IN (...) lists
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """What one ``enqueue`` stored."""
+
+    new: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+    issues_new: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Queue sizes and ages for status displays."""
+
+    ready: int
+    in_flight: int
+    acked: int
+    held: int
+    rejected: int
+    discarded: int
+    exceptions_open: int
+    oldest_pending_enqueued_at: float | None
+    last_acked_at: float | None
+
+    @property
+    def pending(self) -> int:
+        """Movements that will still be delivered without anyone acting (ready + in flight)."""
+        return self.ready + self.in_flight
+
+
+def category_for(code: str) -> Category:
+    """Map an issue code to the exception category shown to people."""
+    if code == "UNKNOWN_ITEM":
+        return Category.UNKNOWN_ITEM
+    if code == "UNKNOWN_UNIT":
+        return Category.UNKNOWN_UNIT
+    return Category.CAPTURE
+
+
+class Outbox:
+    """The agent's durable queue of movements between POS capture and WMS delivery."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lease_s: float = 120.0,
+        max_backoff_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Wrap an open database; call ``open()`` (or use ``Outbox.open_file``) before use."""
+        self.db = db
+        self.lease_s = lease_s
+        self.max_backoff_s = max_backoff_s
+        self.clock = clock
+
+    @classmethod
+    def open_file(cls, path: Any, **kwargs: Any) -> Outbox:
+        """Open the outbox file: check integrity, migrate, and recover expired leases."""
+        db = Database(path)
+        outbox = cls(db, **kwargs)
+        outbox.open()
+        return outbox
+
+    @classmethod
+    def attach(cls, path: Any, **kwargs: Any) -> Outbox:
+        """Open the outbox of a (possibly running) agent from another process, changing nothing.
+
+        No migration and no lease recovery happen here: those belong to the agent that owns it.
+        """
+        db = Database(path)
+        found = db.user_version()
+        if found != CURRENT_VERSION:
+            db.close()
+            if found > CURRENT_VERSION:
+                raise SchemaTooNew(f"{path} was written by a newer possync (schema {found}); use that version")
+            raise SchemaMismatch(
+                f"{path} has schema {found}, this possync expects {CURRENT_VERSION}; "
+                "start the agent once (possync run) to migrate it"
+            )
+        return cls(db, **kwargs)
+
+    def open(self) -> None:
+        """Check the file, bring the schema up to date and release leases left by a crash."""
+        problem = self.db.quick_check()
+        if problem != "ok":
+            self.db.close()
+            raise DatabaseDamaged(f"{self.db.path} failed its integrity check: {problem}")
+        migrate(self.db)
+        self.recover_leases()
+
+    def close(self) -> None:
+        """Checkpoint the WAL (best effort; the WAL is durable either way) and release connections."""
+        try:
+            self.db.checkpoint()
+        except Exception as exc:
+            log.warning("WAL checkpoint at close failed (harmless, retried at next start): %s", exc)
+        finally:
+            self.db.close()
+
+    # -- capture side ------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        movements: Sequence[Movement],
+        cursor: Cursor | None = None,
+        issues: Sequence[CaptureIssue] = (),
+        *,
+        source: str = "",
+    ) -> EnqueueResult:
+        """Store movements, issues and the cursor in one transaction, deduplicating on event_id.
+
+        Unmapped movements (``sku is None``) are stored as ``held``; their issue (whose
+        ``event_id`` names them) opens an exception until the item master can map them.
+        """
+        now = self.clock()
+        unique: dict[str, Movement] = {}
+        for movement in movements:
+            unique.setdefault(movement.event_id, movement)
+        with self.db.write() as conn:
+            existing = self._existing_ids(conn, list(unique))
+            new = [m for eid, m in unique.items() if eid not in existing]
+            if new:
+                conn.execute(insert(M), [_movement_row(m, now) for m in new])
+            new_ids = {m.event_id for m in new}
+            issue_rows = [
+                _issue_row(issue, now) for issue in issues if issue.event_id is None or issue.event_id in new_ids
+            ]
+            issues_new = 0
+            if issue_rows:
+                result = conn.execute(insert(E).prefix_with("OR IGNORE"), issue_rows)
+                issues_new = max(result.rowcount, 0)
+            if cursor is not None:
+                self._save_cursor(conn, source, cursor, now)
+        return EnqueueResult(
+            new=[m.event_id for m in new],
+            duplicates=[eid for eid in unique if eid in existing],
+            held=[m.event_id for m in new if not m.is_mapped],
+            issues_new=issues_new,
+        )
+
+    def save_cursor(self, source: str, cursor: Cursor) -> None:
+        """Store a cursor on its own (a batch that produced no movements still moves it)."""
+        with self.db.write() as conn:
+            self._save_cursor(conn, source, cursor, self.clock())
+
+    def cursor(self, source: str, key: str) -> dict[str, Any] | None:
+        """Return the stored cursor value of ``source`` under ``key``, or None."""
+        with self.db.read() as conn:
+            value = conn.execute(select(C.c.value).where(C.c.source == source, C.c.key == key)).scalar_one_or_none()
+        return None if value is None else dict(json.loads(value))
+
+    @staticmethod
+    def _save_cursor(conn: Any, source: str, cursor: Cursor, now: float) -> None:
+        conn.execute(
+            insert(C)
+            .prefix_with("OR REPLACE")
+            .values(source=source, key=cursor.key, value=json.dumps(dict(cursor.value)), updated_at=now)
+        )
+
+    @staticmethod
+    def _existing_ids(conn: Any, event_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(event_ids), _CHUNK):
+            chunk = event_ids[i : i + _CHUNK]
+            found.update(conn.execute(select(M.c.event_id).where(M.c.event_id.in_(chunk))).scalars())
+        return found
+
+    # -- delivery side -----------------------------------------------------------------------
+
+    def claim(self, limit: int) -> list[Movement]:
+        """Lease up to ``limit`` due movements, oldest first, and return them in order."""
+        now = self.clock()
+        due = (M.c.next_attempt_at <= now) | (M.c.next_attempt_at > now + self.max_backoff_s)
+        with self.db.write() as conn:
+            rows = conn.execute(
+                select(M.c.seq, M.c.payload).where(M.c.status == Status.READY, due).order_by(M.c.seq).limit(limit)
+            ).all()
+            if not rows:
+                return []
+            seqs = [r.seq for r in rows]
+            conn.execute(
+                update(M)
+                .where(M.c.seq.in_(seqs))
+                .values(
+                    status=Status.IN_FLIGHT,
+                    lease_until=now + self.lease_s,
+                    attempts=M.c.attempts + 1,
+                )
+            )
+        return [Movement.from_json(r.payload) for r in rows]
+
+    def ack(self, results: Iterable[tuple[str, str]]) -> int:
+        """Mark events delivered; ``results`` pairs each event_id with ``accepted``/``duplicate``."""
+        params = [{"b_event_id": eid, "b_result": res} for eid, res in results]
+        if not params:
+            return 0
+        now = self.clock()
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(M)
+                .where(M.c.event_id == bindparam("b_event_id"), M.c.status != Status.ACKED)
+                .values(
+                    status=Status.ACKED,
+                    acked_at=now,
+                    result=bindparam("b_result"),
+                    lease_until=None,
+                    last_error=None,
+                ),
+                params,
+            )
+        return max(result.rowcount, 0)
+
+    def reject(self, event_id: str, code: str, message: str) -> None:
+        """Park an event the WMS refused, with the WMS's code and message, as an open exception."""
+        now = self.clock()
+        with self.db.write() as conn:
+            row = conn.execute(select(M.c.payload).where(M.c.event_id == event_id)).scalar_one_or_none()
+            if row is None:
+                return
+            movement = Movement.from_json(row)
+            conn.execute(
+                update(M)
+                .where(M.c.event_id == event_id)
+                .values(status=Status.REJECTED, lease_until=None, last_error=f"{code}: {message}")
+            )
+            self._open_exception(
+                conn,
+                movement,
+                category=Category.REJECTED,
+                code=code,
+                message=message,
+                now=now,
+            )
+
+    def retry_later(self, event_ids: Sequence[str], delay_s: float, error: str) -> None:
+        """Put events back to ready, due after ``delay_s`` seconds, remembering the error."""
+        if not event_ids:
+            return
+        due = self.clock() + max(delay_s, 0.0)
+        with self.db.write() as conn:
+            for i in range(0, len(event_ids), _CHUNK):
+                conn.execute(
+                    update(M)
+                    .where(M.c.event_id.in_(event_ids[i : i + _CHUNK]), M.c.status == Status.IN_FLIGHT)
+                    .values(
+                        status=Status.READY,
+                        next_attempt_at=due,
+                        lease_until=None,
+                        last_error=error[:500],
+                    )
+                )
+
+    def release(self, event_ids: Sequence[str]) -> None:
+        """Return leased events to ready without counting an attempt (delivery paused)."""
+        if not event_ids:
+            return
+        with self.db.write() as conn:
+            for i in range(0, len(event_ids), _CHUNK):
+                conn.execute(
+                    update(M)
+                    .where(M.c.event_id.in_(event_ids[i : i + _CHUNK]), M.c.status == Status.IN_FLIGHT)
+                    .values(status=Status.READY, lease_until=None, attempts=M.c.attempts - 1)
+                )
+
+    def recover_leases(self, *, expired_only: bool = False) -> int:
+        """Make leased movements deliverable again (all of them at start-up, or expired ones)."""
+        condition = M.c.status == Status.IN_FLIGHT
+        if expired_only:
+            condition = condition & (M.c.lease_until < self.clock())
+        with self.db.write() as conn:
+            result = conn.execute(update(M).where(condition).values(status=Status.READY, lease_until=None))
+        return max(result.rowcount, 0)
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the earliest ready movement is due (0 if one is due now; None if none)."""
+        now = self.clock()
+        with self.db.read() as conn:
+            earliest = conn.execute(
+                select(func.min(M.c.next_attempt_at)).where(M.c.status == Status.READY)
+            ).scalar_one_or_none()
+        if earliest is None:
+            return None
+        wait = float(earliest) - now
+        return 0.0 if wait <= 0 or wait > self.max_backoff_s else wait
+
+    # -- exceptions' movements ---------------------------------------------------------------
+
+    def held(self, limit: int = 10_000) -> list[Movement]:
+        """Return movements parked because their item or unit is not in the item master."""
+        with self.db.read() as conn:
+            payloads = conn.execute(
+                select(M.c.payload).where(M.c.status == Status.HELD).order_by(M.c.seq).limit(limit)
+            ).scalars()
+            return [Movement.from_json(p) for p in payloads]
+
+    def release_held(self, mapped: Sequence[Movement], resolution: str) -> int:
+        """Store the mapping of held movements, make them deliverable and close their exceptions."""
+        if not mapped:
+            return 0
+        now = self.clock()
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(M)
+                .where(M.c.event_id == bindparam("b_event_id"), M.c.status == Status.HELD)
+                .values(
+                    status=Status.READY,
+                    sku=bindparam("b_sku"),
+                    delta=bindparam("b_delta"),
+                    payload=bindparam("b_payload"),
+                    next_attempt_at=0.0,
+                ),
+                [
+                    {
+                        "b_event_id": m.event_id,
+                        "b_sku": m.sku,
+                        "b_delta": str(m.stock_delta()),
+                        "b_payload": m.to_json(),
+                    }
+                    for m in mapped
+                ],
+            )
+            conn.execute(
+                update(E)
+                .where(E.c.issue_key == bindparam("b_key"), E.c.status == ExceptionStatus.OPEN)
+                .values(
+                    status=ExceptionStatus.RESOLVED,
+                    resolved_at=now,
+                    updated_at=now,
+                    resolution=resolution,
+                ),
+                [{"b_key": m.event_id} for m in mapped],
+            )
+        return max(result.rowcount, 0)
+
+    def _open_exception(
+        self,
+        conn: Any,
+        movement: Movement,
+        *,
+        category: Category,
+        code: str,
+        message: str,
+        now: float,
+    ) -> None:
+        existing = conn.execute(select(E.c.id).where(E.c.issue_key == movement.event_id)).scalar_one_or_none()
+        if existing is None:
+            conn.execute(
+                insert(E).values(
+                    issue_key=movement.event_id,
+                    event_id=movement.event_id,
+                    category=category,
+                    status=ExceptionStatus.OPEN,
+                    code=code,
+                    message=message,
+                    source=movement.source,
+                    source_ref=movement.source_ref,
+                    pos_transaction_id=movement.pos_transaction_id,
+                    line_no=movement.line_no,
+                    raw_item_id=movement.raw_item_id,
+                    raw="",
+                    occurrences=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        else:
+            conn.execute(
+                update(E)
+                .where(E.c.id == existing)
+                .values(
+                    category=category,
+                    status=ExceptionStatus.OPEN,
+                    code=code,
+                    message=message,
+                    occurrences=E.c.occurrences + 1,
+                    updated_at=now,
+                    resolved_at=None,
+                    resolution=None,
+                )
+            )
+
+    # -- housekeeping ------------------------------------------------------------------------
+
+    def counts(self) -> Counts:
+        """Return queue sizes, open exceptions and the age markers status displays need."""
+        with self.db.read() as conn:
+            by_status: dict[str, int] = dict(conn.execute(select(M.c.status, func.count()).group_by(M.c.status)).tuples().all())
+            oldest = conn.execute(
+                select(M.c.enqueued_at)
+                .where(M.c.status.in_([Status.READY, Status.IN_FLIGHT]))
+                .order_by(M.c.seq)
+                .limit(1)
+            ).scalar_one_or_none()
+            last_acked = conn.execute(
+                select(func.max(M.c.acked_at)).where(M.c.status == Status.ACKED)
+            ).scalar_one_or_none()
+            open_exceptions = conn.execute(select(func.count()).where(E.c.status == ExceptionStatus.OPEN)).scalar_one()
+        return Counts(
+            ready=by_status.get(Status.READY, 0),
+            in_flight=by_status.get(Status.IN_FLIGHT, 0),
+            acked=by_status.get(Status.ACKED, 0),
+            held=by_status.get(Status.HELD, 0),
+            rejected=by_status.get(Status.REJECTED, 0),
+            discarded=by_status.get(Status.DISCARDED, 0),
+            exceptions_open=int(open_exceptions),
+            oldest_pending_enqueued_at=oldest,
+            last_acked_at=last_acked,
+        )
+
+    def purge(self, retention_days: float) -> int:
+        """Delete acked movements, resolved exceptions and file cursors older than the retention.
+
+        Movements that were never acknowledged are never purged, however old.
+        """
+        cutoff = self.clock() - retention_days * 86_400
+        with self.db.write() as conn:
+            gone = conn.execute(delete(M).where(M.c.status == Status.ACKED, M.c.acked_at < cutoff)).rowcount
+            gone += conn.execute(
+                delete(M).where(
+                    M.c.status == Status.DISCARDED,
+                    M.c.event_id.in_(
+                        select(E.c.event_id).where(E.c.status == ExceptionStatus.RESOLVED, E.c.resolved_at < cutoff)
+                    ),
+                )
+            ).rowcount
+            conn.execute(delete(E).where(E.c.status == ExceptionStatus.RESOLVED, E.c.resolved_at < cutoff))
+            conn.execute(delete(C).where(C.c.key.like("file:%"), C.c.updated_at < cutoff))
+        return max(gone, 0)
+
+
+def _movement_row(m: Movement, now: float) -> dict[str, Any]:
+    return {
+        "event_id": m.event_id,
+        "status": Status.READY if m.is_mapped else Status.HELD,
+        "source": m.source,
+        "pos_transaction_id": m.pos_transaction_id,
+        "line_no": m.line_no,
+        "kind": m.kind.value,
+        "sku": m.sku,
+        "location": m.location,
+        "delta": str(m.stock_delta()) if m.is_mapped else "0",
+        "business_day": m.business_day.isoformat(),
+        "occurred_at": m.occurred_at.isoformat(),
+        "payload": m.to_json(),
+        "attempts": 0,
+        "next_attempt_at": 0.0,
+        "lease_until": None,
+        "enqueued_at": now,
+        "acked_at": None,
+        "result": None,
+        "last_error": None,
+    }
+
+
+def _issue_row(issue: CaptureIssue, now: float) -> dict[str, Any]:
+    return {
+        "issue_key": issue.event_id or issue.issue_id,
+        "event_id": issue.event_id,
+        "category": category_for(issue.code) if issue.event_id else Category.CAPTURE,
+        "status": ExceptionStatus.OPEN,
+        "code": issue.code,
+        "message": issue.message,
+        "source": issue.source,
+        "source_ref": issue.source_ref,
+        "pos_transaction_id": issue.pos_transaction_id,
+        "line_no": issue.line_no,
+        "raw_item_id": issue.raw_item_id,
+        "raw": issue.raw[:4000],
+        "occurrences": 1,
+        "created_at": now,
+        "updated_at": now,
+        "resolved_at": None,
+        "resolution": None,
+    }
