@@ -1,0 +1,1 @@
+"""The sandbox WMS: the reference implementation of the possync WMS protocol, for tests and demos."""
