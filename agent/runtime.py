@@ -1,0 +1,221 @@
+"""The agent runtime: builds the parts from a validated config and runs them on their threads.
+
+Threads: one per source, one delivery loop, one scheduler. Data flows one way: source ->
+``OutboxSink`` (item mapping, then the outbox) -> ``DeliveryLoop`` -> WMS client.
+
+Invariants:
+- Nothing is built until ``start``: secrets are resolved there, and a missing one stops the start.
+- One agent per data folder (an OS lock that a SIGKILL releases).
+- ``stop`` lets every thread finish its current unit of work; anything in flight at a crash is
+  leased and goes back to ready at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
+from zoneinfo import ZoneInfo
+
+from agent.capture import OutboxSink
+from agent.config import Config
+from agent.delivery import DeliveryLoop
+from agent.live import LiveState
+from agent.mapping import ItemMaster
+from agent.secrets import resolve_secret
+from agent.singleton import DataDirLock
+from agent.status import Thresholds, build_status
+from outbox.backoff import Backoff
+from outbox.exceptions import ExceptionQueue
+from outbox.items import ItemCache
+from outbox.queue import Outbox
+from outbox.state import AgentState
+from pos_adapters.base import REGISTRY as SOURCE_KINDS
+from pos_adapters.base import Source, SourceContext
+from wms_client.base import REGISTRY as WMS_KINDS
+from wms_client.base import WmsClient
+
+log = logging.getLogger("possync.agent")
+
+LEASE_S = 120.0
+HEARTBEAT_S = 2.0
+
+
+def possync_version() -> str:
+    """Return the installed possync version."""
+    try:
+        return version("possync")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class Agent:
+    """All parts of one store agent, started and stopped together."""
+
+    def __init__(self, config: Config) -> None:
+        """Keep the config; call ``start`` to build and run."""
+        self.config = config
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = DataDirLock(config.data_dir)
+        self.outbox: Outbox
+        self.client: WmsClient
+        self.items: ItemMaster
+        self.live: LiveState
+        self.delivery: DeliveryLoop
+        self.sources: list[Source] = []
+
+    def start(self) -> None:
+        """Build every part and start the threads; raises if anything cannot be built."""
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            self._build()
+        except BaseException:
+            self._lock.release()
+            raise
+        self._spawn("delivery", self.delivery.run)
+        for source in self.sources:
+            sink = OutboxSink(source.name, self.outbox, self.items, self.delivery.wake)
+            self._spawn(f"source-{source.name}", lambda stop, s=source, k=sink: s.run(k, stop))
+        self._spawn("scheduler", self.scheduler.run)
+        log.info(
+            "possync %s started for store %s: %d source(s), WMS %s, data in %s",
+            possync_version(),
+            cfg.agent.store_id,
+            len(self.sources),
+            cfg.wms.kind,
+            cfg.data_dir,
+        )
+
+    def _build(self) -> None:
+        from agent.scheduler import Scheduler
+
+        cfg = self.config
+        self.outbox = Outbox.open_file(cfg.outbox_path, lease_s=LEASE_S, max_backoff_s=cfg.sync.max_retry_delay)
+        self.item_cache = ItemCache(self.outbox.db)
+        self.items = ItemMaster(self.item_cache.load())
+        self.live = LiveState(AgentState(self.outbox.db), possync_version())
+        if len(self.items):
+            self.live.item_master(len(self.items))
+        kind = WMS_KINDS[cfg.wms.kind]
+        self.client = kind.build(cfg.wms, cfg.agent.store_id, lambda ref: resolve_secret(ref, cfg.base_dir))
+        self.delivery = DeliveryLoop(
+            self.outbox,
+            self.client,
+            self.live,
+            batch_size=cfg.wms.batch_size,
+            backoff=Backoff(base_s=1.0, cap_s=cfg.sync.max_retry_delay),
+        )
+        ctx = SourceContext(
+            store_id=cfg.agent.store_id,
+            timezone=ZoneInfo(cfg.agent.timezone),
+            base_dir=cfg.base_dir,
+            data_dir=cfg.data_dir,
+            location=cfg.location,
+        )
+        self.sources = [SOURCE_KINDS[s.kind].build(s, ctx) for s in cfg.sources]
+        self.scheduler = Scheduler()
+        self.scheduler.every(HEARTBEAT_S, "heartbeat", self._heartbeat)
+        self.scheduler.every(cfg.wms.item_master_every, "item-master", self.refresh_item_master)
+        self.scheduler.every(60, "lease-recovery", self._recover_expired_leases)
+        self.scheduler.every(3600, "retention", self._purge)
+        self.live.flush(force=True)
+        if len(self.items) == 0:
+            # First start: without an item master every capture would be held, so try once now.
+            self.scheduler.run_now("item-master")
+        else:
+            self._spawn("item-master-first", lambda _stop: self.scheduler.run_now("item-master"))
+
+    def _spawn(self, name: str, target: object) -> None:
+        thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)  # type: ignore[arg-type]
+        thread.start()
+        self._threads.append(thread)
+
+    def refresh_item_master(self) -> None:
+        """Fetch the item master, cache it, and release held movements it now maps."""
+        started = time.monotonic()
+        items = self.client.item_master()
+        self.live.reachable(time.monotonic() - started)
+        self.item_cache.replace(items)
+        self.items.replace(items)
+        self.live.item_master(len(items))
+        released = self.release_held("item master refreshed")
+        log.info("item master refreshed: %d items; %d held movement(s) released", len(items), released)
+
+    def release_held(self, resolution: str) -> int:
+        """Map held movements with the current item master and make the mapped ones deliverable."""
+        total = 0
+        held = self.outbox.held()
+        if held:
+            mapped = [m for m in (self.items.map_one(h)[0] for h in held) if m.is_mapped]
+            total = self.outbox.release_held(mapped, resolution)
+            if total:
+                self.delivery.wake()
+        return total
+
+    def _heartbeat(self) -> None:
+        self.live.sources({s.name: asdict(s.health) for s in self.sources})
+        self.live.flush()
+
+    def _recover_expired_leases(self) -> None:
+        recovered = self.outbox.recover_leases(expired_only=True)
+        if recovered:
+            log.warning("%d movement(s) had an expired delivery lease; queued again", recovered)
+
+    def _purge(self) -> None:
+        gone = self.outbox.purge(self.config.sync.retention_days)
+        if gone:
+            log.info("retention: purged %d acknowledged movement(s)", gone)
+
+    def status(self) -> dict[str, object]:
+        """Return the same status record ``possync status --json`` prints."""
+        return build_status(
+            self.outbox.counts(),
+            AgentState(self.outbox.db).get_all(),
+            thresholds(self.config),
+            store_id=self.config.agent.store_id,
+            data_dir=self.config.data_dir,
+        )
+
+    def exceptions(self) -> ExceptionQueue:
+        """Return the exception queue of this agent's outbox."""
+        return ExceptionQueue(self.outbox.db)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop every thread, publish the stop, and close the outbox."""
+        self.stop_event.set()
+        if hasattr(self, "delivery"):
+            self.delivery.wake()
+        for source in self.sources:
+            wake = getattr(source, "wake", None)
+            if callable(wake):
+                wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(deadline - time.monotonic(), 0.1))
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        if stuck:
+            log.warning(
+                "threads still busy at shutdown: %s (their work is leased and resumes at next start)", ", ".join(stuck)
+            )
+        if hasattr(self, "live"):
+            self.live.stopped()
+        if hasattr(self, "client"):
+            self.client.close()
+        if hasattr(self, "outbox"):
+            self.outbox.close()
+        self._lock.release()
+        log.info("possync stopped")
+
+
+def thresholds(config: Config) -> Thresholds:
+    """Return the status thresholds from the config."""
+    return Thresholds(
+        sla_s=config.sync.sla_s,
+        offline_alert_after_s=config.sync.offline_alert_after,
+        disk_min_free_mb=config.sync.disk_min_free_mb,
+    )
