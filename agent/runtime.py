@@ -66,6 +66,8 @@ class Agent:
         self.live: LiveState
         self.delivery: DeliveryLoop
         self.sources: list[Source] = []
+        self._item_master_due = 0.0
+        self._item_master_failures = 0
 
     def start(self) -> None:
         """Build every part and start the threads; raises if anything cannot be built."""
@@ -120,20 +122,32 @@ class Agent:
         self.sources = [SOURCE_KINDS[s.kind].build(s, ctx) for s in cfg.sources]
         self.scheduler = Scheduler()
         self.scheduler.every(HEARTBEAT_S, "heartbeat", self._heartbeat)
-        self.scheduler.every(cfg.wms.item_master_every, "item-master", self.refresh_item_master)
+        self.scheduler.every(1, "item-master", self.refresh_item_master_if_due)
         self.scheduler.every(60, "lease-recovery", self._recover_expired_leases)
         self.scheduler.every(3600, "retention", self._purge)
         self.live.flush(force=True)
         if len(self.items) == 0:
             # First start: without an item master every capture would be held, so try once now.
             self.scheduler.run_now("item-master")
-        else:
-            self._spawn("item-master-first", lambda _stop: self.scheduler.run_now("item-master"))
 
     def _spawn(self, name: str, target: object) -> None:
         thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)  # type: ignore[arg-type]
         thread.start()
         self._threads.append(thread)
+
+    def refresh_item_master_if_due(self) -> None:
+        """Refresh on schedule; after a failure retry sooner (2 s doubling to 60 s) until it works."""
+        now = time.monotonic()
+        if now < self._item_master_due:
+            return
+        try:
+            self.refresh_item_master()
+        except Exception:
+            self._item_master_failures += 1
+            self._item_master_due = now + min(2.0**self._item_master_failures, 60.0)
+            raise
+        self._item_master_failures = 0
+        self._item_master_due = now + self.config.wms.item_master_every
 
     def refresh_item_master(self) -> None:
         """Fetch the item master, cache it, and release held movements it now maps."""

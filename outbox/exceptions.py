@@ -87,6 +87,8 @@ class ExceptionQueue:
         now = self.clock()
         with self.db.write() as conn:
             view = _view_or_raise(conn, exception_id)
+            if view.status != ExceptionStatus.OPEN:
+                raise ValueError(f"exception {exception_id} is already {view.status}")
             if view.category != Category.REJECTED or view.event_id is None:
                 raise ValueError("only a WMS rejection can be sent again as it is")
             conn.execute(

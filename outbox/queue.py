@@ -434,7 +434,7 @@ class Outbox:
     def counts(self) -> Counts:
         """Return queue sizes, open exceptions and the age markers status displays need."""
         with self.db.read() as conn:
-            by_status: dict[str, int] = dict(conn.execute(select(M.c.status, func.count()).group_by(M.c.status)).tuples().all())
+            by_status: dict[str, int] = dict(conn.execute(select(M.c.status, func.count()).group_by(M.c.status)).all())
             oldest = conn.execute(
                 select(M.c.enqueued_at)
                 .where(M.c.status.in_([Status.READY, Status.IN_FLIGHT]))

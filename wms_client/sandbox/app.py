@@ -333,6 +333,13 @@ def create_app(state: SandboxState) -> FastAPI:
             asyncio.get_running_loop().call_later(0.05, state.refuse, float(refuse_for))
         return state.faults.public()
 
+    @app.post("/_sandbox/items", dependencies=auth, include_in_schema=False)
+    async def add_items(request: Request) -> dict[str, int]:
+        body = await request.json()
+        if not isinstance(body, list) or not all(isinstance(i, dict) and i.get("sku") for i in body):
+            raise HTTPException(400, "body must be a list of items, each with a 'sku'")
+        return {"upserted": state.ledger.upsert_items(body)}
+
     @app.post("/_sandbox/token", dependencies=auth, include_in_schema=False)
     async def rotate_token(request: Request) -> dict[str, str]:
         body = await request.json()

@@ -164,6 +164,28 @@ class Ledger:
             cur.execute("COMMIT")
         return len(rows)
 
+    def upsert_items(self, items: Sequence[Mapping[str, Any]]) -> int:
+        """Add or replace items at run time (sku, description, base_unit, units, barcodes, aliases, status)."""
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            for item in items:
+                base = str(item.get("base_unit") or "EA").upper()
+                cur.execute(
+                    "INSERT OR REPLACE INTO item VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        str(item["sku"]),
+                        str(item.get("description") or ""),
+                        base,
+                        json.dumps({str(k): str(v) for k, v in dict(item.get("units") or {base: "1"}).items()}),
+                        json.dumps([str(b) for b in item.get("barcodes") or []]),
+                        json.dumps([str(a) for a in item.get("aliases") or []]),
+                        str(item.get("status") or "active"),
+                    ),
+                )
+            cur.execute("COMMIT")
+        return len(items)
+
     def items_page(self, after: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
         """Return one page of the item master, ordered by SKU, and the next page token."""
         with self._lock:

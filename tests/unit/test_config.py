@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config
+from tests.support.helpers import write_config
+
+SHARED_EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "examples" / "possync.toml"
+
+
+def errors_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    return caught.value.problems
+
+
+def test_valid_config_loads_with_paths_relative_to_the_file(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, "http://127.0.0.1:8900"))
+    assert config.agent.store_id == "S001"
+    assert config.data_dir == (tmp_path / "data").resolve()
+    assert config.outbox_path.parent == config.data_dir
+    assert config.location == "S001"
+    assert config.wms.batch_size == 50
+    assert config.sync.max_retry_delay == 2.0
+    (source,) = config.sources
+    assert source.name == "pos-exports"
+
+
+def test_each_mistake_names_file_line_and_key(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "http://127.0.0.1:8900")
+    text = path.read_text()
+    text = text.replace('timezone = "America/Chicago"', 'timezone = "Mars/Olympus"')
+    text = text.replace("batch_size = 50", 'batch_size = 5000\ncolour = "blue"')
+    text = text.replace('quantity = "qty"\n', "")
+    path.write_text(text)
+    problems = errors_of(path)
+    lines = text.splitlines()
+
+    def line_of(fragment: str) -> int:
+        return next(i for i, line in enumerate(lines, start=1) if fragment in line)
+
+    assert any(
+        p.startswith(f"{path}:{line_of('timezone')}: agent.timezone: 'Mars/Olympus' is not an IANA") for p in problems
+    )
+    assert any(p.startswith(f"{path}:{line_of('batch_size')}: wms.batch_size:") for p in problems)
+    assert any(f":{line_of('colour')}: wms.colour: unknown key (allowed here:" in p for p in problems)
+    assert any("[[sources]] #1 (pos-exports)" in p and "must map quantity" in p for p in problems)
+    assert len(problems) == 4
+
+
+def test_secret_written_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "http://127.0.0.1:8900")
+    path.write_text(path.read_text().replace('token = "env:POSSYNC_TEST_TOKEN"', 'token = "hunter2-plain"'))
+    (problem,) = errors_of(path)
+    assert "wms.token" in problem and "never written in the config file" in problem
+    assert "hunter2" not in problem
+
+
+def test_toml_syntax_error_reports_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "possync.toml"
+    path.write_text('[agent]\nstore_id = "S001"\nbroken = \n')
+    (problem,) = errors_of(path)
+    assert problem.startswith(f"{path}:3: not valid TOML")
+
+
+def test_unknown_source_kind_and_duplicate_names(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "http://127.0.0.1:8900")
+    text = path.read_text()
+    path.write_text(
+        text + '\n[[sources]]\nname = "pos-exports"\nkind = "carrier_pigeon"\n' + text[text.index("[[sources]]") :]
+    )
+    problems = errors_of(path)
+    assert any("#2 (pos-exports) kind: source kind 'carrier_pigeon' is not available" in p for p in problems)
+    assert any("#3 (pos-exports) name: another source is already named 'pos-exports'" in p for p in problems)
+
+
+def test_missing_sections_and_unknown_sections(tmp_path: Path) -> None:
+    path = tmp_path / "possync.toml"
+    path.write_text("[agnet]\nstore_id = 'S1'\n")
+    problems = errors_of(path)
+    assert any("agnet: unknown section" in p for p in problems)
+    assert any("the [agent] section is required" in p for p in problems)
+    assert any("the [wms] section is required" in p for p in problems)
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    (problem,) = errors_of(tmp_path / "missing.toml")
+    assert "cannot read the config file" in problem
+
+
+@pytest.mark.skipif(not SHARED_EXAMPLE.exists(), reason="the shared example config is outside this checkout")
+def test_shared_example_config_only_fails_on_kinds_not_built_yet() -> None:
+    problems = errors_of(SHARED_EXAMPLE)
+    assert all("not available in this version" in p for p in problems), problems
