@@ -104,7 +104,7 @@ def run_demo(keep: Path | None = None, offline_s: float = 2.0, timeout_s: float 
     config_path = workdir / "possync.toml"
     config_path.write_text(CONFIG.format(url=sandbox.url), encoding="utf-8")
     config = load_config(config_path)
-    setup_logging("warning", config.data_dir / "logs")
+    setup_logging("info", config.data_dir / "logs", console_level="error")
     agent = Agent(config)
     agent.start()
     inbox = workdir / "inbox"

@@ -302,6 +302,6 @@ def check_secret_ref(value: str) -> str:
     if not value.startswith(SECRET_SCHEMES) or len(value.split(":", 1)[1]) == 0:
         raise ValueError(
             "secrets are never written in the config file; use 'keyring:SERVICE/USER' "
-            "(stored with 'possync credentials set'), 'env:VARIABLE' or 'file:/path/to/secret'"
+            "(stored with 'keyring set SERVICE USER'), 'env:VARIABLE' or 'file:/path/to/secret'"
         )
     return value

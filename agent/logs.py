@@ -12,7 +12,9 @@ from agent.redact import RedactingFilter
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def setup_logging(level: str = "info", log_dir: Path | None = None, *, console: bool = True) -> None:
+def setup_logging(
+    level: str = "info", log_dir: Path | None = None, *, console: bool = True, console_level: str | None = None
+) -> None:
     """Configure the root logger once per process (replacing earlier handlers)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -24,6 +26,8 @@ def setup_logging(level: str = "info", log_dir: Path | None = None, *, console: 
     if console:
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(formatter)
+        if console_level:
+            stream.setLevel(console_level.upper())
         stream.addFilter(redactor)
         root.addHandler(stream)
     if log_dir is not None:

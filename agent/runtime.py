@@ -77,6 +77,8 @@ class Agent:
         try:
             self._build()
         except BaseException:
+            if hasattr(self, "outbox"):
+                self.outbox.close()
             self._lock.release()
             raise
         self._spawn("delivery", self.delivery.run)

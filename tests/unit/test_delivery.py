@@ -1,6 +1,7 @@
 """The delivery loop against an in-memory WMS that implements the client contract."""
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,7 @@ class FakeWms:
         return PushReport(results=results, latency_s=0.001)
 
     def stock_snapshot(self) -> Snapshot:
-        raise NotImplementedError
+        return Snapshot(store_id="S001", version=0, as_of=datetime.now(UTC), levels=[])
 
     def item_master(self) -> list[ItemRecord]:
         return []
