@@ -22,13 +22,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import platformdirs
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-import pos_adapters.file_drop  # noqa: F401  (registers the source kind)
-import wms_client.possync_http  # noqa: F401  (registers the WMS kind)
 from agent.domain import check_secret_ref, parse_duration
+from agent.kinds import load_kinds
 from pos_adapters.base import REGISTRY as SOURCE_KINDS
 from pos_adapters.base import SourceSettings
 from wms_client.base import REGISTRY as WMS_KINDS
 from wms_client.possync_http import WmsSettings
+
+load_kinds()
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 SecretRef = Annotated[str, AfterValidator(check_secret_ref)]

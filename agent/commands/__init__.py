@@ -1,0 +1,1 @@
+"""One module per ``possync`` command; each has ``register(subparsers)``. ``agent.cli`` lists them."""
