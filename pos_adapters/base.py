@@ -13,7 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,17 +100,31 @@ class SourceSettings(BaseModel):
     kind: str
 
 
+Replay = Callable[[Any, SourceContext, Path], Iterator[Batch]]
+"""Run a source kind over one recorded input (a file, a capture) without the live machinery."""
+
+
 @dataclass(frozen=True, slots=True)
 class SourceKind:
-    """A registered source kind: its settings model and how to build it."""
+    """A registered source kind: its settings model, how to build it, and how to replay a recording.
+
+    ``replay`` runs the kind's parsing over one recorded input and yields the batches it would
+    submit; the golden contract tests and the ``replay`` commands use it.
+    """
 
     settings: type[SourceSettings]
     build: Callable[[Any, SourceContext], Source]
+    replay: Replay | None = None
 
 
 REGISTRY: dict[str, SourceKind] = {}
 
 
-def register(kind: str, settings: type[SourceSettings], build: Callable[[Any, SourceContext], Source]) -> None:
+def register(
+    kind: str,
+    settings: type[SourceSettings],
+    build: Callable[[Any, SourceContext], Source],
+    replay: Replay | None = None,
+) -> None:
     """Add a source kind to the registry (called by each kind's module at import)."""
-    REGISTRY[kind] = SourceKind(settings=settings, build=build)
+    REGISTRY[kind] = SourceKind(settings=settings, build=build, replay=replay)

@@ -395,4 +395,11 @@ def build(settings: FileDropSettings, ctx: SourceContext) -> FileDropSource:
     return FileDropSource(settings, ctx)
 
 
-register("file_drop", FileDropSettings, build)
+def replay(settings: FileDropSettings, ctx: SourceContext, path: Path) -> Iterator[Batch]:
+    """Read one file the way the live source would, yielding its batches (no folders, no cursor)."""
+    source = FileDropSource(settings, ctx)
+    for chunk in read_csv(path, source.layout, ctx, source=settings.name, chunk_rows=settings.chunk_rows):
+        yield Batch(movements=chunk.movements, issues=chunk.issues)
+
+
+register("file_drop", FileDropSettings, build, replay)
