@@ -21,7 +21,7 @@ log = logging.getLogger("possync.capture")
 class OutboxSink:
     """A source's ``BatchSink``: the item master, then the outbox, then a nudge to delivery."""
 
-    def __init__(self, source: str, outbox: Outbox, items: ItemMaster, on_stored: Callable[[], None]) -> None:
+    def __init__(self, source: str, outbox: Outbox, items: ItemMaster, on_stored: Callable[[int], None]) -> None:
         """Bind the sink to one source name."""
         self.source = source
         self.outbox = outbox
@@ -38,7 +38,7 @@ class OutboxSink:
         except Exception as exc:
             raise CaptureRefused(str(exc)) from exc
         if result.new:
-            self.on_stored()
+            self.on_stored(len(result.new))
         return SubmitResult(new=result.new, duplicates=result.duplicates, held=result.held)
 
     def cursor(self, key: str) -> dict[str, Any] | None:

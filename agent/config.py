@@ -45,9 +45,11 @@ class AgentSettings(BaseModel):
     timezone: str = "UTC"
     data_dir: str | None = None
     location: str | None = None
-    api_port: int = Field(8765, ge=1, le=65535)
+    api_port: int = Field(8765, ge=0, le=65535)
     api_bind: str = "127.0.0.1"
     api_token: SecretRef | None = None
+    api_allowed_hosts: list[str] = Field(default_factory=list)
+    api_max_body_kb: int = Field(1024, ge=1, le=65536)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("timezone")

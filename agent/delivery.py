@@ -149,6 +149,8 @@ class DeliveryLoop:
             log.error("could not record delivery results (disk full): %s", exc)
             self._hold_until = time.monotonic() + 30.0
             return
+        if done:
+            self.live.count_delivered(len(done))
         if done or rejected:
             self._failures = 0
             self.live.delivered(report.latency_s)

@@ -39,6 +39,9 @@ class LiveValues:
     item_master_count: int = 0
     item_master_at: float | None = None
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    api_url: str | None = None
+    delivered_total: int = 0
+    captured_total: int = 0
 
 
 class LiveState:
@@ -70,6 +73,16 @@ class LiveState:
             if latency_s is not None:
                 v.wms_latency_ms = round(latency_s * 1000, 1)
         self.flush(force=came_back)
+
+    def count_delivered(self, n: int) -> None:
+        """Add ``n`` events the WMS took (accepted or duplicate) to this run's total."""
+        with self._lock:
+            self._values.delivered_total += n
+
+    def count_captured(self, n: int) -> None:
+        """Add ``n`` newly stored movements to this run's total."""
+        with self._lock:
+            self._values.captured_total += n
 
     def reachable(self, latency_s: float | None) -> None:
         """Record that the WMS answered (a ping or a read), without a delivery."""
@@ -121,6 +134,12 @@ class LiveState:
         """Record the sources' health."""
         with self._lock:
             self._values.sources = health
+
+    def api_listening(self, url: str) -> None:
+        """Record where the local API listens (the tray and scripts read it from the status)."""
+        with self._lock:
+            self._values.api_url = url
+        self.flush(force=True)
 
     def stopped(self) -> None:
         """Record a clean shutdown."""

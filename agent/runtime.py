@@ -17,18 +17,21 @@ import threading
 import time
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent.api.server import ApiServer
 from agent.capture import OutboxSink
 from agent.config import Config
 from agent.delivery import DeliveryLoop
 from agent.live import LiveState
 from agent.mapping import ItemMaster
+from agent.metrics import History
 from agent.secrets import resolve_secret
 from agent.singleton import DataDirLock
 from agent.status import Thresholds, build_status
 from outbox.backoff import Backoff
-from outbox.exceptions import ExceptionQueue
+from outbox.exceptions import ExceptionQueue, ExceptionView
 from outbox.items import ItemCache
 from outbox.queue import Outbox
 from outbox.state import AgentState
@@ -41,6 +44,7 @@ log = logging.getLogger("possync.agent")
 
 LEASE_S = 120.0
 HEARTBEAT_S = 2.0
+HISTORY_EVERY_S = 60.0
 
 
 def possync_version() -> str:
@@ -81,9 +85,10 @@ class Agent:
                 self.outbox.close()
             self._lock.release()
             raise
+        self._start_api()
         self._spawn("delivery", self.delivery.run)
         for source in self.sources:
-            sink = OutboxSink(source.name, self.outbox, self.items, self.delivery.wake)
+            sink = OutboxSink(source.name, self.outbox, self.items, self._stored)
             self._spawn(f"source-{source.name}", lambda stop, s=source, k=sink: s.run(k, stop))
         self._spawn("scheduler", self.scheduler.run)
         log.info(
@@ -102,7 +107,10 @@ class Agent:
         self.outbox = Outbox.open_file(cfg.outbox_path, lease_s=LEASE_S, max_backoff_s=cfg.sync.max_retry_delay)
         self.item_cache = ItemCache(self.outbox.db)
         self.items = ItemMaster(self.item_cache.load())
+        previous = AgentState(self.outbox.db).get_all()
         self.live = LiveState(AgentState(self.outbox.db), possync_version())
+        self.metrics = History()
+        self.metrics.load(previous.get("history"))
         if len(self.items):
             self.live.item_master(len(self.items))
         kind = WMS_KINDS[cfg.wms.kind]
@@ -114,6 +122,9 @@ class Agent:
             batch_size=cfg.wms.batch_size,
             backoff=Backoff(base_s=1.0, cap_s=cfg.sync.max_retry_delay),
         )
+        if previous.get("paused"):
+            log.warning("delivery stays paused, as an operator left it; resume with the tray or the status page")
+            self.delivery.pause()
         ctx = SourceContext(
             store_id=cfg.agent.store_id,
             timezone=ZoneInfo(cfg.agent.timezone),
@@ -127,6 +138,7 @@ class Agent:
         self.scheduler.every(1, "item-master", self.refresh_item_master_if_due)
         self.scheduler.every(60, "lease-recovery", self._recover_expired_leases)
         self.scheduler.every(3600, "retention", self._purge)
+        self.scheduler.every(HISTORY_EVERY_S, "history", self._sample_history)
         self.live.flush(force=True)
         if len(self.items) == 0:
             # First start: without an item master every capture would be held, so try once now.
@@ -136,6 +148,88 @@ class Agent:
         thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)  # type: ignore[arg-type]
         thread.start()
         self._threads.append(thread)
+
+    def _start_api(self) -> None:
+        cfg = self.config.agent
+        self.api: ApiServer | None = None
+        if cfg.api_token is None:
+            log.warning("local API and status page disabled: set agent.api_token to enable them")
+            return
+        from agent.api.app import create_app
+        from agent.api.security import Sessions
+
+        token = resolve_secret(cfg.api_token, self.config.base_dir)
+        state = AgentState(self.outbox.db)
+        saved = state.get_all().get("api_sessions")
+        sessions = Sessions(
+            initial=saved if isinstance(saved, dict) else None, save=lambda s: state.set(api_sessions=s)
+        )
+        asgi, _ = create_app(
+            self,
+            token,
+            bind=cfg.api_bind,
+            hosts=cfg.api_allowed_hosts,
+            max_body_bytes=cfg.api_max_body_kb * 1024,
+            routers=[r for r in (getattr(s, "router", None) for s in self.sources) if r is not None],
+            sessions=sessions,
+        )
+        self.api = ApiServer(asgi, cfg.api_bind, cfg.api_port)
+        self.api.start()
+        host = cfg.api_bind if cfg.api_bind not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+        self.live.api_listening(f"http://{host}:{self.api.port}")
+
+    def _stored(self, count: int) -> None:
+        self.live.count_captured(count)
+        self.delivery.wake()
+
+    def _sample_history(self) -> None:
+        values = self.live.snapshot()
+        self.metrics.sample(time.time(), self.outbox.counts().pending, values.delivered_total, values.captured_total)
+        AgentState(self.outbox.db).set(history=self.metrics.to_json())
+
+    # -- AgentControl (the local API) --------------------------------------------------------
+
+    def history(self) -> list[dict[str, Any]]:
+        """Return the per-minute history."""
+        return self.metrics.to_json()
+
+    def sync_now(self) -> None:
+        """Deliver now (ends backoff waits, re-checks credentials, re-reads the item master if due)."""
+        self.delivery.sync_now()
+
+    def pause(self) -> None:
+        """Pause delivery; capture continues."""
+        self.delivery.pause()
+
+    def resume(self) -> None:
+        """Resume delivery."""
+        self.delivery.resume()
+
+    def list_exceptions(self, include_resolved: bool) -> list[ExceptionView]:
+        """Return exceptions, oldest first."""
+        return self.exceptions().list(include_resolved=include_resolved)
+
+    def retry_exception(self, exception_id: int) -> str:
+        """Retry one exception with the live item master."""
+        from agent.api.app import ActionRefused
+        from agent.operator import CannotRetry, retry_exception
+
+        try:
+            message = retry_exception(self.outbox, self.exceptions(), self.items, exception_id)
+        except CannotRetry as exc:
+            raise ActionRefused(str(exc)) from None
+        self.delivery.wake()
+        return message
+
+    def resolve_exception(self, exception_id: int, note: str) -> str:
+        """Resolve one exception without delivering it."""
+        from agent.api.app import ActionRefused
+        from agent.operator import CannotRetry, resolve_exception
+
+        try:
+            return resolve_exception(self.exceptions(), exception_id, note)
+        except CannotRetry as exc:
+            raise ActionRefused(str(exc)) from None
 
     def refresh_item_master_if_due(self) -> None:
         """Refresh on schedule; after a failure retry sooner (2 s doubling to 60 s) until it works."""
@@ -187,7 +281,7 @@ class Agent:
         if gone:
             log.info("retention: purged %d acknowledged movement(s)", gone)
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> dict[str, Any]:
         """Return the same status record ``possync status --json`` prints."""
         return build_status(
             self.outbox.counts(),
@@ -204,6 +298,8 @@ class Agent:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop every thread, publish the stop, and close the outbox."""
         self.stop_event.set()
+        if getattr(self, "api", None) is not None:
+            self.api.stop()  # type: ignore[union-attr]
         if hasattr(self, "delivery"):
             self.delivery.wake()
         for source in self.sources:

@@ -6,6 +6,7 @@ and the tray use; it is pure and unit-tested over every state.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from outbox.queue import Counts
 
 HEARTBEAT_STALE_S = 20.0
+GROWING_MINUTES = 5  # pending rose in each of this many consecutive minutes -> "backlog growing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,12 @@ class Thresholds:
 
 
 def evaluate(
-    counts: Counts, live: dict[str, Any], thresholds: Thresholds, now: float, disk_free_mb: float | None
+    counts: Counts,
+    live: dict[str, Any],
+    thresholds: Thresholds,
+    now: float,
+    disk_free_mb: float | None,
+    history: list[dict[str, Any]] | None = None,
 ) -> tuple[str, list[str]]:
     """Return the state colour and the reasons for it, in words, worst first."""
     heartbeat = live.get("heartbeat_at")
@@ -54,11 +61,21 @@ def evaluate(
         amber.append(f"oldest unsent movement is {age_text(now - oldest)} old (SLA {age_text(thresholds.sla_s)})")
     if live.get("paused"):
         amber.append("delivery paused by an operator")
+    if _growing(history or []):
+        amber.append(f"backlog growing for {GROWING_MINUTES} min ({counts.pending} waiting)")
+    for name, health in sorted((live.get("sources") or {}).items()):
+        if isinstance(health, dict) and health.get("state") == "error":
+            amber.append(f"source {name} has a problem: {health.get('last_error') or 'see its log'}")
     if red:
         return "red", red + amber
     if amber:
         return "amber", amber
     return "green", ["in sync" if counts.pending == 0 else f"{counts.pending} movements on their way"]
+
+
+def _growing(history: list[dict[str, Any]]) -> bool:
+    recent = [int(p.get("pending", 0)) for p in history[-(GROWING_MINUTES + 1) :]]
+    return len(recent) == GROWING_MINUTES + 1 and all(b > a for a, b in itertools.pairwise(recent))
 
 
 def build_status(
@@ -73,7 +90,10 @@ def build_status(
     """Return the status record shown by ``possync status --json`` (and later the status API)."""
     now = time.time() if now is None else now
     disk_free_mb = _disk_free_mb(data_dir)
-    state, reasons = evaluate(counts, live, thresholds, now, disk_free_mb)
+    history = live.get("history")
+    state, reasons = evaluate(
+        counts, live, thresholds, now, disk_free_mb, history if isinstance(history, list) else None
+    )
     oldest = counts.oldest_pending_enqueued_at
     return {
         "state": state,
@@ -100,6 +120,7 @@ def build_status(
         "sources": live.get("sources") or {},
         "disk_free_mb": round(disk_free_mb) if disk_free_mb is not None else None,
         "version": live.get("version"),
+        "api_url": live.get("api_url") if state != "grey" else None,
         "heartbeat_at": _iso(live.get("heartbeat_at")),
     }
 

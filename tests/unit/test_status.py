@@ -61,3 +61,17 @@ def test_every_state(c: Counts, live_values: dict[str, object], disk: float, sta
 def test_red_reasons_come_before_amber_ones() -> None:
     state, reasons = evaluate(counts(exceptions_open=1), live(paused=True), LIMITS, NOW, 10_000)
     assert state == "red" and "exception" in reasons[0] and "paused" in reasons[-1]
+
+
+def test_backlog_growing_minute_after_minute_is_amber() -> None:
+    rising = [{"pending": n} for n in (10, 20, 30, 40, 50, 60)]
+    state, reasons = evaluate(counts(ready=60, oldest_pending_enqueued_at=NOW - 5), live(), LIMITS, NOW, 10_000, rising)
+    assert state == "amber" and "backlog growing for 5 min (60 waiting)" in reasons
+    wobbly = [{"pending": n} for n in (10, 20, 15, 40, 50, 60)]
+    assert evaluate(counts(), live(), LIMITS, NOW, 10_000, wobbly)[0] == "green"
+
+
+def test_a_source_in_error_is_amber_with_its_problem() -> None:
+    sources = {"receipt-tap": {"state": "error", "last_error": "port /dev/ttyUSB0 is gone"}, "pos": {"state": "ok"}}
+    state, reasons = evaluate(counts(), live(sources=sources), LIMITS, NOW, 10_000)
+    assert state == "amber" and reasons == ["source receipt-tap has a problem: port /dev/ttyUSB0 is gone"]
