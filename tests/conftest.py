@@ -13,6 +13,8 @@ from tests.support.helpers import ITEMS_CSV
 from tests.support.memory_keyring import MemoryKeyring
 from wms_client.sandbox.server import SandboxServer
 
+pytest_plugins = ["tests.support.desktop"]
+
 
 @pytest.fixture
 def memory_keyring() -> Iterator[MemoryKeyring]:

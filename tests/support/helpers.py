@@ -189,3 +189,22 @@ def status_json(config: Path, env: dict[str, str]) -> dict[str, Any]:
     result = run_cli("status", "--json", "--config", str(config), env=env)
     assert result.stdout, result.stderr
     return dict(json.loads(result.stdout))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def enable_api(config: Path, port: int, token_env: str = "POSSYNC_API_TOKEN") -> str:
+    """Turn on the local API in a config written by ``write_config``; return its base URL."""
+    text = config.read_text(encoding="utf-8")
+    text = text.replace(
+        'data_dir = "./data"', f'data_dir = "./data"\napi_port = {port}\napi_token = "env:{token_env}"', 1
+    )
+    config.write_text(text, encoding="utf-8")
+    return f"http://127.0.0.1:{port}"
