@@ -5,21 +5,38 @@ Invariants:
   the report as accepted, duplicate, rejected (with code and message) or retry.
 - ``stock_snapshot`` and ``item_master`` raise ``WmsUnavailable`` (try later) or ``WmsAuthError``
   (credentials refused); nothing else escapes for a server's behaviour.
-- A WMS kind is one module: a pydantic settings model (validated without I/O) and a factory.
+- A WMS kind is one module: a pydantic settings model subclassing ``WmsSettings`` (validated without
+  I/O; secrets stay references until the factory resolves them through ``SecretLookup``) and a factory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Protocol
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from agent.domain import ItemRecord, Movement, PushReport, Snapshot
+from agent.domain import ItemRecord, Movement, PushReport, Snapshot, check_secret_ref, parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+SecretRef = Annotated[str, AfterValidator(check_secret_ref)]
+MAX_BATCH = 500
 
 SecretLookup = Callable[[str], str]
 """Resolves a secret reference such as ``keyring:possync/wms`` to its value (re-read on each call)."""
+
+
+class WmsSettings(BaseModel):
+    """Keys of ``[wms]`` shared by every WMS kind."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    batch_size: int = Field(200, ge=1, le=MAX_BATCH)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    snapshot_every: Duration = 300.0
+    item_master_every: Duration = 3600.0
 
 
 class WmsUnavailable(RuntimeError):

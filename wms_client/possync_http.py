@@ -15,10 +15,10 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import httpx
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import Field
 
 from agent.domain import (
     EventResult,
@@ -28,28 +28,22 @@ from agent.domain import (
     PushReport,
     Snapshot,
     StockLevel,
-    check_secret_ref,
-    parse_duration,
 )
-from wms_client.base import SecretLookup, WmsAuthError, WmsUnavailable, register
+from wms_client.base import (
+    MAX_BATCH,
+    Duration,
+    SecretLookup,
+    SecretRef,
+    WmsAuthError,
+    WmsSettings,
+    WmsUnavailable,
+    register,
+)
 from wms_client.outcomes import Verdict, parse_retry_after, verdict_for_status
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-SecretRef = Annotated[str, AfterValidator(check_secret_ref)]
-MAX_BATCH = 500
+__all__ = ["MAX_BATCH", "Duration", "PossyncWmsClient", "PossyncWmsSettings", "WmsSettings", "build"]
+
 USER_AGENT = "possync-agent"
-
-
-class WmsSettings(BaseModel):
-    """Keys of ``[wms]`` shared by every WMS kind."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str
-    batch_size: int = Field(200, ge=1, le=MAX_BATCH)
-    timeout_s: float = Field(10.0, gt=0, le=300)
-    snapshot_every: Duration = 300.0
-    item_master_every: Duration = 3600.0
 
 
 class PossyncWmsSettings(WmsSettings):
