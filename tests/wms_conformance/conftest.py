@@ -89,7 +89,7 @@ class TrytonHarness:
             admin.close()
 
     def throttle(self, retry_after: int) -> bool:
-        return False  # trytond only throttles failed logins
+        raise AssertionError("trytond only throttles failed logins; use the throttling_wms fixture")
 
 
 class InvenTreeHarness:
@@ -120,7 +120,18 @@ class InvenTreeHarness:
 @pytest.fixture(params=KINDS)
 def wms(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     """A running WMS of each kind with the sample items, and its harness."""
-    if request.param == "possync":
+    yield from _harness(request.param, request, tmp_path)
+
+
+# Tryton has no API throttling of its own (only failed logins), so it has no 429 case to conform to.
+@pytest.fixture(params=[k for k in KINDS if k != "tryton"])
+def throttling_wms(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """A running WMS of each kind that throttles API calls with 429 and Retry-After."""
+    yield from _harness(request.param, request, tmp_path)
+
+
+def _harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    if kind == "possync":
         token = "conformance-token"
         sandbox = SandboxServer(tmp_path / "wms", ITEMS_CSV, token, port=0)
         sandbox.start()
@@ -128,7 +139,7 @@ def wms(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
             yield PossyncHarness(sandbox, token)
         finally:
             sandbox.stop()
-    elif request.param == "tryton":
+    elif kind == "tryton":
         yield TrytonHarness(request.getfixturevalue("tryton"))
     else:
         fake = InvenTreeFake.from_items_csv(ITEMS_CSV)
