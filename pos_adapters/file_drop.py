@@ -3,10 +3,11 @@
 Invariants:
 - Folder events (watchdog) are hints that wake a scan; the periodic rescan is the truth, so files
   present at start-up, renamed in, or missed by the OS are all found.
-- A file is read only once it is complete: closed after its last write (where the OS reports
-  closes) and then unchanged in size and time for a moment, or, without close events, unchanged
-  for ``settle``. A file whose size or time changed while it was read is not archived: it is read
-  again once it settles (same lines, same event ids, nothing counted twice).
+- A file is read only once it is complete: unchanged in size and time for ``settle`` and, where
+  the OS reports opens and closes (inotify), closed by every process that opened it, so a slow
+  writer that pauses with the file open is waited for. A file whose size or time changed while it
+  was read is not archived: it is read again once it settles (same lines, same event ids, nothing
+  counted twice).
 - A file is moved to ``archive`` only after every batch read from it is durable, and to
   ``quarantine`` (with ``<name>.reason.txt`` beside it) when it cannot be read; its bytes are never
   deleted or changed. Names that are too long for a suffix are shortened, never refused.
@@ -61,7 +62,7 @@ DEFAULT_PATTERNS = {"csv": "*.csv", "jsonl": "*.jsonl", "poslog": "*.xml"}
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~", ".reason.txt")
 UNITS = {"csv": "rows", "jsonl": "lines", "poslog": "transactions"}
 NAME_MAX = 255  # bytes in one file name on the file systems possync runs on
-CLOSE_SETTLE_S = 0.25  # after a close event, the size must still hold this long
+OPEN_TIMEOUT_S = 60.0  # a file held open but unchanged this long (or 10 x settle) is read anyway
 
 
 class FileChanged(RuntimeError):
@@ -170,7 +171,7 @@ class _Seen:
 
 
 class _Events(FileSystemEventHandler):
-    """Turns folder events into wake-ups and per-file 'closed after last write' marks."""
+    """Turns folder events into wake-ups and a count of open handles per file name (where the OS reports opens)."""
 
     def __init__(self, source: FileDropSource) -> None:
         self.source = source
@@ -178,17 +179,14 @@ class _Events(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             return
-        now = time.monotonic()
         kind = event.event_type
-        if kind == "moved":
-            name = Path(os.fsdecode(event.dest_path)).name
-            self.source.mark(name, closed=now)
+        name = Path(os.fsdecode(event.src_path)).name
+        if kind == "opened":
+            self.source.opened(name, +1)
         elif kind in ("closed", "closed_no_write"):
-            self.source.mark(Path(os.fsdecode(event.src_path)).name, closed=now)
-        elif kind in ("created", "modified"):
-            self.source.mark(Path(os.fsdecode(event.src_path)).name, written=now)
-        else:
-            return
+            self.source.opened(name, -1)
+        elif kind == "moved":
+            self.source.renamed(name, Path(os.fsdecode(event.dest_path)).name)
         self.source.wake()
 
 
@@ -217,20 +215,28 @@ class FileDropSource:
         )
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._written: dict[str, float] = {}
-        self._closed: dict[str, float] = {}
+        self.open_timeout = max(OPEN_TIMEOUT_S, 10 * settings.settle)
+        self._open: dict[str, int] = {}
         self._seen: dict[str, _Seen] = {}
         self._retry_at: dict[str, float] = {}
 
     # -- events ------------------------------------------------------------------------------
 
-    def mark(self, name: str, *, written: float | None = None, closed: float | None = None) -> None:
-        """Record a folder event for ``name``."""
+    def opened(self, name: str, delta: int) -> None:
+        """Count an open (+1) or a close (-1) of ``name`` reported by the OS."""
         with self._lock:
-            if written is not None:
-                self._written[name] = written
-            if closed is not None:
-                self._closed[name] = closed
+            count = max(self._open.get(name, 0) + delta, 0)
+            if count:
+                self._open[name] = count
+            else:
+                self._open.pop(name, None)
+
+    def renamed(self, old: str, new: str) -> None:
+        """Carry open handles over a rename inside the folder (an open file keeps its handles)."""
+        with self._lock:
+            count = self._open.pop(old, 0)
+            if count:
+                self._open[new] = count
 
     def wake(self) -> None:
         """Ask the scan loop to look at the folder now."""
@@ -292,6 +298,9 @@ class FileDropSource:
                 next_check = min(next_check, wait)
                 continue
             self._capture(path, sink)
+        with self._lock:  # forget open counts of names that left the folder (events can be lost)
+            for name in [n for n in self._open if not (self.inbox / n).exists()]:
+                del self._open[name]
         return max(next_check, 0.05)
 
     def _candidates(self) -> Iterator[Path]:
@@ -312,15 +321,15 @@ class FileDropSource:
     def _settle_wait(self, name: str, seen: _Seen, now: float) -> float:
         """Seconds until the file counts as complete (0 or less: now).
 
-        Closed after its last write (or renamed in) and unchanged since for a moment; or, where
-        the OS reports no closes, unchanged for ``settle``.
+        Always: unchanged in size and time for ``settle``. Where the OS reports opens and closes
+        (Linux), also: nobody has it open, so a writer that pauses longer than ``settle`` with the
+        file open is waited for; a file held open but unchanged for ``open_timeout`` is read anyway.
         """
         with self._lock:
-            closed = self._closed.get(name)
-            written = self._written.get(name, 0.0)
+            held_open = self._open.get(name, 0) > 0
         stable_for = now - seen.since
-        if closed is not None and closed >= written and closed <= now:
-            return min(CLOSE_SETTLE_S, self.settings.settle) - stable_for
+        if held_open:
+            return self.open_timeout - stable_for
         return self.settings.settle - stable_for
 
     # -- one file ----------------------------------------------------------------------------
@@ -475,9 +484,6 @@ class FileDropSource:
     def _forget(self, name: str) -> None:
         self._seen.pop(name, None)
         self._retry_at.pop(name, None)
-        with self._lock:
-            self._written.pop(name, None)
-            self._closed.pop(name, None)
 
 
 def _fit(name: str, limit: int) -> str:
