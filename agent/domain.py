@@ -15,7 +15,6 @@ Invariants:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import uuid
@@ -109,7 +108,30 @@ class Movement:
 
     def mapped(self, sku: str, quantity: Decimal, unit: str) -> Movement:
         """Return a copy resolved to a canonical SKU and base-unit quantity."""
-        return dataclasses.replace(self, sku=sku, quantity=quantity, unit=unit)
+        # Spelled out rather than dataclasses.replace: this runs for every captured line.
+        return Movement(
+            self.event_id,
+            self.store_id,
+            self.terminal_id,
+            self.pos_transaction_id,
+            self.line_no,
+            self.business_day,
+            self.occurred_at,
+            self.kind,
+            sku,
+            self.raw_item_id,
+            quantity,
+            unit,
+            self.original_quantity,
+            self.original_unit,
+            self.location,
+            self.counterpart_location,
+            self.disposition,
+            self.unit_price,
+            self.currency,
+            self.source,
+            self.source_ref,
+        )
 
     def to_wire(self) -> dict[str, Any]:
         """Return the JSON-ready form used on the WMS protocol and in the outbox."""

@@ -377,6 +377,13 @@ class FileDropSource:
             log.error("%s: %s could not be read, will retry in 30 s: %s", self.name, shown, exc)
             self._retry_at[name] = time.monotonic() + 30.0
             return
+        except Exception as exc:  # a defect must cost one file, never the source's thread
+            log.exception("%s: unexpected error reading %s", self.name, shown)
+            self._quarantine(
+                path,
+                f"possync could not read this file because of an unexpected error ({type(exc).__name__}: "
+                f"{str(exc)[:300]}). Lines read before it were stored. Please report this with the file.",
+            )
         self._forget(name)
 
     def _capture_file(self, path: Path, sink: BatchSink) -> None:
@@ -450,6 +457,7 @@ class FileDropSource:
             "into the inbox; lines that were already captured will not be counted twice.\n"
         )
         try:
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
             target.with_name(target.name + ".reason.txt").write_text(text, encoding="utf-8", errors="replace")
             self._move(path, self.quarantine_dir, target)
         except OSError as exc:

@@ -200,6 +200,11 @@ class JournalSource:
                     log.error("%s: could not read %s, will retry: %s", self.name, display_name(str(self.path)), exc)
                     self.close()
                     stop.wait(5.0)
+                except Exception as exc:  # a defect must not end the source's thread; resume from the cursor
+                    self.health.state, self.health.last_error = "error", f"unexpected error: {exc}"
+                    log.exception("%s: unexpected error, will retry from the stored cursor", self.name)
+                    self.close()
+                    stop.wait(30.0)
                 self._wake.wait(timeout=self.settings.poll_every)
                 self._wake.clear()
         finally:

@@ -15,8 +15,6 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -57,17 +55,6 @@ class LineError(ValueError):
         super().__init__(message)
         self.code = code
         self.field = field
-
-
-@contextmanager
-def _field(name: str) -> Iterator[None]:
-    """Name the ``PosLine`` field a ``LineError`` raised inside the block is about."""
-    try:
-        yield
-    except LineError as exc:
-        if exc.field is None:
-            exc.field = name
-        raise
 
 
 def parse_decimal(value: object, what: str) -> Decimal:
@@ -160,54 +147,60 @@ def build_movement(line: PosLine, ctx: SourceContext, *, source: str, source_ref
     ``normalize_line`` is the form most sources want; this one lets a parser report the field (for
     example as a JSON path).
     """
-    with _field("pos_transaction_id"):
-        txn = _text(line.pos_transaction_id, "transaction id")
-    with _field("line_no"):
-        line_no = _parse_line_no(line.line_no)
+    at = "pos_transaction_id"  # the field being read, named in any LineError raised meanwhile
     try:
-        kind = Kind(line.kind)
-    except ValueError:
-        raise LineError(
-            "BAD_KIND",
-            f"POS type {line.kind!r} is not a movement kind (sale, return, transfer_out, "
-            "transfer_in, adjustment); map it in the source's kinds table",
-            "kind",
-        ) from None
-    with _field("item"):
-        item = _text(line.item, "item")
-    with _field("quantity"):
-        quantity = parse_decimal(line.quantity, "quantity")
-    if line.voided or quantity == 0:
-        return None
-    if abs(quantity) > MAX_QUANTITY:
-        raise LineError("BAD_NUMBER", f"quantity {quantity} is implausibly large", "quantity")
-    if quantity < 0:
-        if kind in (Kind.SALE, Kind.RETURN):
-            kind = Kind.RETURN if kind is Kind.SALE else Kind.SALE
-            quantity = -quantity
-        elif kind is not Kind.ADJUSTMENT:
-            raise LineError("BAD_NUMBER", f"a {kind.value} cannot have a negative quantity ({quantity})", "quantity")
-    with _field("occurred_at"):
-        occurred_at = parse_timestamp(line.occurred_at, ctx)
-    with _field("counterpart_location"):
-        counterpart = _text(line.counterpart_location, "counterpart location", required=False) or None
-    if kind in (Kind.TRANSFER_OUT, Kind.TRANSFER_IN) and counterpart is None:
-        raise LineError("MISSING_COUNTERPART", f"a {kind.value} must name the other location", "counterpart_location")
-    disposition: Disposition | None = None
-    if line.disposition:
+        txn = _text(line.pos_transaction_id, "transaction id")
+        at = "line_no"
+        line_no = _parse_line_no(line.line_no)
+        at = "kind"
         try:
-            disposition = Disposition(line.disposition.strip().lower())
+            kind = Kind(line.kind)
         except ValueError:
             raise LineError(
-                "BAD_DISPOSITION", f"disposition {line.disposition!r} is not sellable, damaged or hold", "disposition"
+                "BAD_KIND",
+                f"POS type {line.kind!r} is not a movement kind (sale, return, transfer_out, "
+                "transfer_in, adjustment); map it in the source's kinds table",
             ) from None
-    with _field("unit_price"):
+        at = "item"
+        item = _text(line.item, "item")
+        at = "quantity"
+        quantity = parse_decimal(line.quantity, "quantity")
+        if line.voided or quantity == 0:
+            return None
+        if abs(quantity) > MAX_QUANTITY:
+            raise LineError("BAD_NUMBER", f"quantity {quantity} is implausibly large")
+        if quantity < 0:
+            if kind in (Kind.SALE, Kind.RETURN):
+                kind = Kind.RETURN if kind is Kind.SALE else Kind.SALE
+                quantity = -quantity
+            elif kind is not Kind.ADJUSTMENT:
+                raise LineError("BAD_NUMBER", f"a {kind.value} cannot have a negative quantity ({quantity})")
+        at = "occurred_at"
+        occurred_at = parse_timestamp(line.occurred_at, ctx)
+        at = "counterpart_location"
+        counterpart = _text(line.counterpart_location, "counterpart location", required=False) or None
+        if kind in (Kind.TRANSFER_OUT, Kind.TRANSFER_IN) and counterpart is None:
+            raise LineError("MISSING_COUNTERPART", f"a {kind.value} must name the other location")
+        at = "disposition"
+        disposition: Disposition | None = None
+        if line.disposition:
+            try:
+                disposition = Disposition(line.disposition.strip().lower())
+            except ValueError:
+                raise LineError(
+                    "BAD_DISPOSITION", f"disposition {line.disposition!r} is not sellable, damaged or hold"
+                ) from None
+        at = "unit_price"
         price = parse_decimal(line.unit_price, "unit price") if line.unit_price not in (None, "") else None
-    unit = (line.unit or "").strip().upper() or None
-    with _field("terminal_id"):
+        at = "terminal_id"
         terminal = _text(line.terminal_id, "terminal", required=False)
-    with _field("business_day"):
+        at = "business_day"
         business_day = _parse_day(line.business_day, occurred_at, ctx)
+    except LineError as exc:
+        if exc.field is None:
+            exc.field = at
+        raise
+    unit = (line.unit or "").strip().upper() or None
     return Movement(
         event_id=make_event_id(ctx.store_id, txn, line_no, kind),
         store_id=ctx.store_id,

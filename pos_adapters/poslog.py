@@ -35,6 +35,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -65,10 +66,18 @@ class PoslogOptions:
     item_id: str = "ItemID"
 
 
+_LOCAL_NAMES: dict[str, str] = {}
+
+
 def local(tag: object) -> str:
     """Return an element or attribute name without its namespace."""
-    text = str(tag)
-    return text.rsplit("}", 1)[-1] if text.startswith("{") else text.rsplit(":", 1)[-1]
+    text = tag if isinstance(tag, str) else str(tag)
+    name = _LOCAL_NAMES.get(text)
+    if name is None:
+        name = text.rsplit("}", 1)[-1] if text.startswith("{") else text.rsplit(":", 1)[-1]
+        if len(_LOCAL_NAMES) < 10_000:  # tag names repeat; a hostile file cannot grow this without bound
+            _LOCAL_NAMES[text] = name
+    return name
 
 
 def _child(elem: Element, name: str) -> Element | None:
@@ -114,7 +123,7 @@ class _Line:
     unit: str | None
     price: str | None
     void_flag: bool
-    raw: str
+    element: Element
     cancelled: bool = False
     remaining: Decimal | None = None
 
@@ -170,9 +179,9 @@ def read_poslog(
                     if stack:
                         stack[-1].remove(elem)
                     live = len(stack)
-                if chunk.size >= chunk_rows:
-                    yield chunk
-                    chunk = Chunk([], [], chunk.rows)
+                    if chunk.size >= chunk_rows:
+                        yield chunk
+                        chunk = Chunk([], [], chunk.rows)
         except DTDForbidden:
             raise MalformedFile(
                 "the file declares a document type (DTD); possync refuses DTDs in POSLog files so that no entity "
@@ -255,11 +264,11 @@ def transaction_results(
             unit_price=line.price,
             currency=_text(txn, "CurrencyCode") or None,
         )
-        result = normalize_line(pos_line, ctx, source=source, source_ref=f"{ref} line {line.seq}", raw=line.raw)
+        result = normalize_line(pos_line, ctx, source=source, source_ref=f"{ref} line {line.seq}")
         if isinstance(result, Movement):
             out.movements.append(result)
         elif isinstance(result, CaptureIssue):
-            out.issues.append(result)
+            out.issues.append(dataclasses.replace(result, raw=_raw(line.element)))  # serialised only when needed
     return out
 
 
@@ -329,7 +338,7 @@ def _line_items(body: Element, options: PoslogOptions) -> Iterator[_Line]:
         seq_text = _text(item, "SequenceNumber")
         price = _text(detail, "ActualSalesUnitPrice") or _text(detail, "RegularSalesUnitPrice")
         yield _Line(
-            seq=int(seq_text) if seq_text.isdigit() else position,
+            seq=int(seq_text) if seq_text.isdecimal() else position,
             kind="sale" if local(detail.tag) == "Sale" else "return",
             item=next((ids[f] for f in order if ids[f]), ""),
             quantity=quantity,
@@ -337,7 +346,7 @@ def _line_items(body: Element, options: PoslogOptions) -> Iterator[_Line]:
             unit=_attr(quantity_elem, "UnitOfMeasureCode") or None,
             price=price or None,
             void_flag=_flag(item, "VoidFlag") or _flag(detail, "VoidFlag"),
-            raw=_raw(item),
+            element=item,
         )
 
 

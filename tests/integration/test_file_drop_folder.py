@@ -245,3 +245,24 @@ def test_a_file_that_grows_while_read_is_read_again_not_archived(tmp_path: Path,
     source.scan(FlakySink(outbox, lambda call: None), threading.Event())
     assert quantities(outbox) == {("G", i): 12 + i for i in range(1, 6)}
     assert files(inbox / "done") == ["growing.csv"]
+
+
+def test_a_defect_costs_one_file_never_the_source(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_source(tmp_path, settle=0)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.csv").write_text(HEADER + rows("A", 1))
+    (inbox / "b.csv").write_text(HEADER + rows("B", 1))
+    real = source.read
+
+    def defective(path: Path, name: str | None = None) -> Iterator[Any]:
+        if path.name == "a.csv":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(path, name)
+
+    monkeypatch.setattr(source, "read", defective)
+    source.scan(OutboxSink("drop", outbox, ITEMS, lambda: None), threading.Event())
+    assert "unexpected error (RecursionError" in (inbox / "quarantine" / "a.csv.reason.txt").read_text()
+    assert files(inbox / "done") == ["b.csv"] and set(quantities(outbox)) == {("B", 1)}
