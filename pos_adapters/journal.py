@@ -19,6 +19,8 @@ Invariants:
 - Every line becomes movements through the same parsers as files (``transactions`` for JSON lines,
   ``csv_format`` for CSV); event ids come from the POS data, so a line read twice changes nothing.
 - Folder events (watchdog) only wake the loop; the poll every ``poll_every`` is the truth.
+- On Windows the file is not held open between polls (it would block the POS's rotation); each poll
+  finds the file again from the stored cursor, by the same rules as a restart.
 """
 
 from __future__ import annotations
@@ -168,6 +170,9 @@ class JournalSource:
         self.current: _Reading | None = None
         self._rotated_at: float | None = None
         self._wake = threading.Event()
+        # Windows refuses to rename a file another process holds open, which would stop the POS from
+        # rotating its journal: there the file is opened for each poll and found again by the cursor.
+        self.keep_open = os.name != "nt"
 
     def wake(self) -> None:
         """Ask the loop to look at the file now."""
@@ -221,7 +226,13 @@ class JournalSource:
 
     def poll(self, sink: BatchSink, *, now: float | None = None) -> None:
         """Read every complete new line, following rotation and truncation; submit them in batches."""
-        now = time.monotonic() if now is None else now
+        try:
+            self._poll(sink, time.monotonic() if now is None else now)
+        finally:
+            if not self.keep_open:
+                self.close()
+
+    def _poll(self, sink: BatchSink, now: float) -> None:
         if self.current is None:
             self.current = self._resume(sink)
             if self.current is None:

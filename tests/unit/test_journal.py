@@ -214,3 +214,24 @@ def test_csv_journals_need_line_numbers() -> None:
         )
     with pytest.raises(ValidationError, match="apply to format = 'csv' only"):
         JournalSettings.model_validate({"name": "j", "kind": "journal", "path": "j", "columns": columns})
+
+
+def test_without_holding_the_file_open_as_on_windows(tmp_path: Path, outbox: Outbox) -> None:
+    path = journal(tmp_path)
+    sink = OutboxSink("ej", outbox, ITEMS, lambda: None)
+    tail = source(tmp_path)
+    tail.keep_open = False
+    half = line("A2", 20)
+    path.write_bytes(line("A1") + half[:25])
+    tail.poll(sink)
+    assert captured(outbox) == ["A1"] and tail.current is None
+    append(path, half[25:] + line("A3"))
+    tail.poll(sink)
+    append(path, line("A4"))
+    path.rename(path.with_name("journal.log.1"))
+    path.write_bytes(line("B1"))
+    tail.poll(sink)
+    path.write_bytes(line("C1"))  # truncated and rewritten by the POS
+    tail.poll(sink)
+    assert captured(outbox) == ["A1", "A2", "A3", "A4", "B1", "C1"]
+    assert outbox.movements_of("A2")[0].quantity == 20

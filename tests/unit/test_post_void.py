@@ -208,3 +208,18 @@ def test_movements_of_uses_the_transaction_index(outbox: Outbox) -> None:
 def test_post_voids_need_a_reverse_function(outbox: Outbox) -> None:
     with pytest.raises(ValueError, match="reverse function"):
         outbox.enqueue([], voids=[void("T1")], source="s")
+
+
+def test_retention_forgets_old_post_voids(tmp_path: Path) -> None:
+    now = [1_700_000_000.0]
+    box = Outbox.open_file(tmp_path / "o.sqlite", clock=lambda: now[0])
+    try:
+        sink(box).submit(Batch(movements=[line("T1", 1)], voids=[void("T1")]))
+        with box.db.read() as conn:
+            assert conn.exec_driver_sql("SELECT voided_transaction_id, reversed FROM post_void").all() == [("T1", 1)]
+        now[0] += 31 * 86_400
+        box.purge(30)
+        with box.db.read() as conn:
+            assert conn.exec_driver_sql("SELECT COUNT(*) FROM post_void").scalar_one() == 0
+    finally:
+        box.close()
