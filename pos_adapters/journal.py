@@ -42,7 +42,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from agent.domain import CaptureIssue, Cursor, Kind, Movement, make_issue_id, parse_duration
+from agent.domain import CaptureIssue, Cursor, Kind, Movement, PostVoid, make_issue_id, parse_duration
 from pos_adapters.base import (
     Batch,
     BatchSink,
@@ -546,7 +546,7 @@ class _Pending:
     lines: int = 0
     movements: list[Movement] = field(default_factory=list)
     issues: list[CaptureIssue] = field(default_factory=list)
-    voids: list[Any] = field(default_factory=list)
+    voids: list[PostVoid] = field(default_factory=list)
 
 
 def _count_lines(handle: BinaryIO, upto: int) -> int:
