@@ -9,11 +9,12 @@ Invariants:
   the direction of the correction.
 - ``sku is None`` means the item is not (yet) in the item master: the movement is kept, parked in the
   exception queue, and mapped when the item master knows it.
+- A ``PostVoid`` is a fact ("transaction X is void"), not a movement: the runtime turns it into the
+  reversing movements of every line of X it has captured or will capture.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import uuid
@@ -107,7 +108,30 @@ class Movement:
 
     def mapped(self, sku: str, quantity: Decimal, unit: str) -> Movement:
         """Return a copy resolved to a canonical SKU and base-unit quantity."""
-        return dataclasses.replace(self, sku=sku, quantity=quantity, unit=unit)
+        # Spelled out rather than dataclasses.replace: this runs for every captured line.
+        return Movement(
+            self.event_id,
+            self.store_id,
+            self.terminal_id,
+            self.pos_transaction_id,
+            self.line_no,
+            self.business_day,
+            self.occurred_at,
+            self.kind,
+            sku,
+            self.raw_item_id,
+            quantity,
+            unit,
+            self.original_quantity,
+            self.original_unit,
+            self.location,
+            self.counterpart_location,
+            self.disposition,
+            self.unit_price,
+            self.currency,
+            self.source,
+            self.source_ref,
+        )
 
     def to_wire(self) -> dict[str, Any]:
         """Return the JSON-ready form used on the WMS protocol and in the outbox."""
@@ -198,6 +222,68 @@ class CaptureIssue:
     raw_item_id: str | None = None
     raw: str = ""
     event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostVoid:
+    """A POS transaction that voids an earlier, completed one (a post-void).
+
+    ``pos_transaction_id`` is the post-void's own transaction; ``voided_*`` name the transaction it
+    voids (terminal and business day narrow the match when given). Its reversing movements get
+    event ids from (store, the post-void's own transaction id, line, reversed kind), so a post-void
+    read twice reverses once.
+    """
+
+    store_id: str
+    pos_transaction_id: str
+    terminal_id: str
+    business_day: date
+    occurred_at: datetime
+    voided_transaction_id: str
+    voided_terminal_id: str | None = None
+    voided_business_day: date | None = None
+    source: str = ""
+    source_ref: str = ""
+
+    def matches(self, movement: Movement) -> bool:
+        """Return True if ``movement`` is a line of the transaction this post-void voids."""
+        return (
+            movement.pos_transaction_id == self.voided_transaction_id
+            and (self.voided_terminal_id in (None, "") or movement.terminal_id == self.voided_terminal_id)
+            and (self.voided_business_day is None or movement.business_day == self.voided_business_day)
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """Return the JSON-ready form the outbox stores."""
+        return {
+            "store_id": self.store_id,
+            "pos_transaction_id": self.pos_transaction_id,
+            "terminal_id": self.terminal_id,
+            "business_day": self.business_day.isoformat(),
+            "occurred_at": self.occurred_at.isoformat(),
+            "voided_transaction_id": self.voided_transaction_id,
+            "voided_terminal_id": self.voided_terminal_id,
+            "voided_business_day": self.voided_business_day.isoformat() if self.voided_business_day else None,
+            "source": self.source,
+            "source_ref": self.source_ref,
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> PostVoid:
+        """Rebuild a post-void from ``to_wire()`` output."""
+        voided_day = data.get("voided_business_day")
+        return cls(
+            store_id=data["store_id"],
+            pos_transaction_id=data["pos_transaction_id"],
+            terminal_id=data["terminal_id"],
+            business_day=date.fromisoformat(data["business_day"]),
+            occurred_at=datetime.fromisoformat(data["occurred_at"]),
+            voided_transaction_id=data["voided_transaction_id"],
+            voided_terminal_id=data.get("voided_terminal_id"),
+            voided_business_day=date.fromisoformat(voided_day) if voided_day else None,
+            source=data.get("source", ""),
+            source_ref=data.get("source_ref", ""),
+        )
 
 
 @dataclass(frozen=True, slots=True)

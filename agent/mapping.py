@@ -5,7 +5,11 @@ movements pass through it again after each item-master refresh: one code path fo
 
 Invariants:
 - Lookup order: exact SKU, barcode, alias, then the GTIN-14 form of a numeric code (so UPC-A,
-  EAN-13 and GTIN-14 spellings of one barcode match). Codes are compared case-insensitively.
+  EAN-13 and GTIN-14 spellings of one barcode match), then a numeric code without its leading zeros
+  (so a 4-digit PLU such as ``4011`` matches ``00000000004011``, as NCR and other POSLog exports
+  write it). Codes are compared case-insensitively.
+- Units are the item master's: any unit code it defines for an item (``CS``, ``PK6``, ``G``, ``LB``)
+  converts by its factor to the base unit; unit codes are compared case-insensitively.
 - A movement whose item or unit is unknown is returned unmapped, with an issue that names the
   raw value; it is never dropped and never guessed.
 """
@@ -23,6 +27,14 @@ from agent.domain import CaptureIssue, ItemRecord, Movement
 def gtin14(code: str) -> str | None:
     """Return the GTIN-14 form of a numeric barcode of 8 to 14 digits, else None."""
     return code.zfill(14) if code.isdigit() and 8 <= len(code) <= 14 else None
+
+
+def numeric_key(code: str) -> str | None:
+    """Return the index key of a numeric code by its value (leading zeros dropped), else None."""
+    if not code.isdigit():
+        return None
+    value = code.lstrip("0")
+    return f"#{value}" if value else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,10 @@ class ItemMaster:
                 g = gtin14(code)
                 if g:
                     weak.setdefault(g, entry)
+            for code in (item.sku, *item.barcodes, *item.aliases):
+                n = numeric_key(code)
+                if n:
+                    weak.setdefault(n, entry)
         for code, entry in weak.items():
             index.setdefault(code, entry)  # a SKU always wins over another item's barcode or alias
         with self._lock:
@@ -78,6 +94,9 @@ class ItemMaster:
         if entry is None:
             g = gtin14(code)
             entry = index.get(g) if g else None
+        if entry is None:
+            n = numeric_key(code)
+            entry = index.get(n) if n else None
         return entry
 
     def map(self, movements: Sequence[Movement]) -> tuple[list[Movement], list[CaptureIssue]]:

@@ -36,6 +36,17 @@ def retry_exception(outbox: Outbox, queue: ExceptionQueue, items: ItemMaster, ex
             )
         outbox.release_held([mapped], "mapped on operator retry")
         return f"exception {exception_id}: item now maps to {mapped.sku}; movement queued for delivery"
+    if view.category == Category.POST_VOID:
+        if view.code == "VOID_WAITING":
+            raise CannotRetry(
+                f"exception {exception_id} is a post-void waiting for the transaction it voids; possync reverses "
+                "that transaction's lines by itself the moment they are captured, so there is nothing to retry. "
+                "If that transaction will never reach possync, resolve this exception."
+            )
+        raise CannotRetry(
+            f"exception {exception_id} ({view.code}) needs a person: {view.message}. "
+            "Nothing can be retried as it is; resolve it once it is dealt with."
+        )
     raise CannotRetry(
         f"exception {exception_id} is a line possync could not read ({view.code}); nothing can be sent "
         "as it is. Correct it at the POS and export it again, then resolve this exception."

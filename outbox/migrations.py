@@ -97,7 +97,28 @@ def _v1(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+def _v2(conn: Connection) -> None:
+    """Post-voids: find a transaction's movements fast, and remember which transactions are void.
+
+    ``post_void`` holds one row per voided transaction (a transaction is voided once); a row stays
+    after its reversals are stored, so lines of the voided transaction that arrive later are
+    reversed too.
+    """
+    statements = [
+        "CREATE INDEX ix_movement_pos_transaction_id ON movement (pos_transaction_id)",
+        """CREATE TABLE post_void (
+            voided_transaction_id VARCHAR NOT NULL PRIMARY KEY,
+            pos_transaction_id VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            payload VARCHAR NOT NULL,
+            created_at FLOAT NOT NULL,
+            reversed INTEGER NOT NULL DEFAULT 0)""",
+    ]
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

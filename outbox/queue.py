@@ -12,6 +12,11 @@ Invariants:
   never purged.
 - A wall clock that jumped backwards cannot park a movement: a ``next_attempt_at`` further ahead
   than the longest possible backoff counts as due.
+- Post-voids are stored in the transaction of the batch that carries them, once per voided
+  transaction. In that same transaction the reversing movements of every stored line of the voided
+  transaction are added, and lines of an already-voided transaction are reversed as they arrive;
+  so whichever comes first, the original or its post-void, the net is the same, and two sources
+  writing at once cannot slip between the check and the insert (one writer, ``BEGIN IMMEDIATE``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from agent.domain import CaptureIssue, Cursor, Movement
+from agent.domain import CaptureIssue, Cursor, Movement, PostVoid
 from outbox.db import Database, DatabaseDamaged
 from outbox.migrations import CURRENT_VERSION, SchemaMismatch, SchemaTooNew, migrate
 from outbox.schema import (
@@ -34,6 +39,7 @@ from outbox.schema import (
     ExceptionRow,
     ExceptionStatus,
     MovementRow,
+    PostVoidRow,
     Status,
     table,
 )
@@ -43,6 +49,10 @@ log = logging.getLogger("possync.outbox")
 M = table(MovementRow)
 E = table(ExceptionRow)
 C = table(CursorRow)
+V = table(PostVoidRow)
+
+Reverse = Callable[[PostVoid, list[Movement]], tuple[list[Movement], list[CaptureIssue]]]
+"""Builds the (mapped) reversing movements of a post-void's original lines, plus their issues."""
 
 _CHUNK = 500  # SQLite bound-parameter friendly chunk for IN (...) lists
 
@@ -55,6 +65,7 @@ class EnqueueResult:
     duplicates: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)
     issues_new: int = 0
+    reversals: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +88,22 @@ class Counts:
         return self.ready + self.in_flight
 
 
-def category_for(code: str) -> Category:
+def category_for(code: str, *, holds_movement: bool = True) -> Category:
     """Map an issue code to the exception category shown to people."""
+    if code.startswith("VOID_"):
+        return Category.POST_VOID
+    if not holds_movement:
+        return Category.CAPTURE
     if code == "UNKNOWN_ITEM":
         return Category.UNKNOWN_ITEM
     if code == "UNKNOWN_UNIT":
         return Category.UNKNOWN_UNIT
     return Category.CAPTURE
+
+
+def void_waiting_key(void: PostVoid) -> str:
+    """Return the exception key of a post-void waiting for its original transaction."""
+    return f"void-waiting:{void.store_id}:{void.pos_transaction_id}"
 
 
 class Outbox:
@@ -156,37 +176,160 @@ class Outbox:
         issues: Sequence[CaptureIssue] = (),
         *,
         source: str = "",
+        voids: Sequence[PostVoid] = (),
+        reverse: Reverse | None = None,
     ) -> EnqueueResult:
-        """Store movements, issues and the cursor in one transaction, deduplicating on event_id.
+        """Store movements, issues, post-voids and the cursor in one transaction, deduplicating on event_id.
 
         Unmapped movements (``sku is None``) are stored as ``held``; their issue (whose
         ``event_id`` names them) opens an exception until the item master can map them.
+        With ``reverse``, post-voids are stored and reversals are added for every voided line
+        stored so far (see the module invariants); without it, ``voids`` must be empty.
         """
+        if voids and reverse is None:
+            raise ValueError("post-voids need a reverse function to build their reversing movements")
         now = self.clock()
         unique: dict[str, Movement] = {}
         for movement in movements:
             unique.setdefault(movement.event_id, movement)
         with self.db.write() as conn:
-            existing = self._existing_ids(conn, list(unique))
-            new = [m for eid, m in unique.items() if eid not in existing]
-            if new:
-                conn.execute(insert(M), [_movement_row(m, now) for m in new])
-            new_ids = {m.event_id for m in new}
-            issue_rows = [
-                _issue_row(issue, now) for issue in issues if issue.event_id is None or issue.event_id in new_ids
-            ]
-            issues_new = 0
-            if issue_rows:
-                result = conn.execute(insert(E).prefix_with("OR IGNORE"), issue_rows)
-                issues_new = max(result.rowcount, 0)
+            new, issues_new = self._insert(conn, list(unique.values()), issues, now)
+            existing = set(unique) - {m.event_id for m in new}
+            reversals: list[Movement] = []
+            if reverse is not None:
+                reversals = self._apply_voids(conn, voids, new, reverse, source, now)
             if cursor is not None:
                 self._save_cursor(conn, source, cursor, now)
         return EnqueueResult(
             new=[m.event_id for m in new],
             duplicates=[eid for eid in unique if eid in existing],
-            held=[m.event_id for m in new if not m.is_mapped],
+            held=[m.event_id for m in (*new, *reversals) if not m.is_mapped],
             issues_new=issues_new,
+            reversals=[m.event_id for m in reversals],
         )
+
+    def _insert(
+        self, conn: Any, movements: list[Movement], issues: Sequence[CaptureIssue], now: float
+    ) -> tuple[list[Movement], int]:
+        existing = self._existing_ids(conn, [m.event_id for m in movements])
+        new = [m for m in movements if m.event_id not in existing]
+        if new:
+            conn.execute(insert(M), [_movement_row(m, now) for m in new])
+        new_ids = {m.event_id for m in new}
+        issue_rows = [_issue_row(issue, now) for issue in issues if issue.event_id is None or issue.event_id in new_ids]
+        issues_new = 0
+        if issue_rows:
+            result = conn.execute(insert(E).prefix_with("OR IGNORE"), issue_rows)
+            issues_new = max(result.rowcount, 0)
+        return new, issues_new
+
+    def _apply_voids(
+        self,
+        conn: Any,
+        voids: Sequence[PostVoid],
+        new: Sequence[Movement],
+        reverse: Reverse,
+        source: str,
+        now: float,
+    ) -> list[Movement]:
+        """Store post-voids and add the reversals now due; return the reversals stored."""
+        due: dict[str, PostVoid] = {}
+        for void in voids:
+            row = conn.execute(
+                select(V.c.pos_transaction_id, V.c.payload).where(
+                    V.c.voided_transaction_id == void.voided_transaction_id
+                )
+            ).first()
+            if row is None:
+                conn.execute(
+                    insert(V).values(
+                        voided_transaction_id=void.voided_transaction_id,
+                        pos_transaction_id=void.pos_transaction_id,
+                        source=void.source or source,
+                        payload=json.dumps(void.to_wire()),
+                        created_at=now,
+                        reversed=0,
+                    )
+                )
+                due[void.voided_transaction_id] = void
+            elif row.pos_transaction_id == void.pos_transaction_id:
+                due[void.voided_transaction_id] = PostVoid.from_wire(json.loads(row.payload))
+            else:
+                self._void_issue(
+                    conn,
+                    void,
+                    "VOID_DUPLICATE",
+                    f"post-void {void.pos_transaction_id} voids transaction {void.voided_transaction_id}, which "
+                    f"post-void {row.pos_transaction_id} already voided; this second post-void changes nothing",
+                    f"void-duplicate:{void.store_id}:{void.pos_transaction_id}",
+                    now,
+                )
+        arrived = sorted({m.pos_transaction_id for m in new} - set(due))
+        for i in range(0, len(arrived), _CHUNK):
+            rows = conn.execute(
+                select(V.c.voided_transaction_id, V.c.payload).where(
+                    V.c.voided_transaction_id.in_(arrived[i : i + _CHUNK])
+                )
+            ).all()
+            for row in rows:
+                due[row.voided_transaction_id] = PostVoid.from_wire(json.loads(row.payload))
+        stored: list[Movement] = []
+        for target, void in due.items():
+            payloads = conn.execute(
+                select(M.c.payload).where(M.c.pos_transaction_id == target).order_by(M.c.seq)
+            ).scalars()
+            originals = [m for m in (Movement.from_json(p) for p in payloads) if void.matches(m)]
+            if not originals:
+                self._void_issue(
+                    conn,
+                    void,
+                    "VOID_WAITING",
+                    f"post-void {void.pos_transaction_id} voids transaction {void.voided_transaction_id}"
+                    f"{_void_target_words(void)}, which possync has not captured yet; its lines will be reversed "
+                    "automatically as soon as they arrive. If that transaction will never reach possync, resolve "
+                    "this exception.",
+                    void_waiting_key(void),
+                    now,
+                )
+                continue
+            reversals, issues = reverse(void, originals)
+            added, _ = self._insert(conn, reversals, issues, now)
+            stored.extend(added)
+            if added:
+                conn.execute(
+                    update(V).where(V.c.voided_transaction_id == target).values(reversed=V.c.reversed + len(added))
+                )
+            conn.execute(
+                update(E)
+                .where(E.c.issue_key == void_waiting_key(void), E.c.status == ExceptionStatus.OPEN)
+                .values(
+                    status=ExceptionStatus.RESOLVED,
+                    resolved_at=now,
+                    updated_at=now,
+                    resolution=f"transaction {target} arrived; its lines were reversed",
+                )
+            )
+        return stored
+
+    @staticmethod
+    def _void_issue(conn: Any, void: PostVoid, code: str, message: str, key: str, now: float) -> None:
+        issue = CaptureIssue(
+            issue_id=key,
+            source=void.source,
+            source_ref=void.source_ref,
+            code=code,
+            message=message,
+            pos_transaction_id=void.pos_transaction_id,
+        )
+        conn.execute(insert(E).prefix_with("OR IGNORE"), [_issue_row(issue, now)])
+
+    def movements_of(self, pos_transaction_id: str) -> list[Movement]:
+        """Return the stored movements of one POS transaction, in capture order (uses its index)."""
+        with self.db.read() as conn:
+            payloads = conn.execute(
+                select(M.c.payload).where(M.c.pos_transaction_id == pos_transaction_id).order_by(M.c.seq)
+            ).scalars()
+            return [Movement.from_json(p) for p in payloads]
 
     def save_cursor(self, source: str, cursor: Cursor) -> None:
         """Store a cursor on its own (a batch that produced no movements still moves it)."""
@@ -475,6 +618,7 @@ class Outbox:
             ).rowcount
             conn.execute(delete(E).where(E.c.status == ExceptionStatus.RESOLVED, E.c.resolved_at < cutoff))
             conn.execute(delete(C).where(C.c.key.like("file:%"), C.c.updated_at < cutoff))
+            conn.execute(delete(V).where(V.c.created_at < cutoff))
         return max(gone, 0)
 
 
@@ -502,11 +646,20 @@ def _movement_row(m: Movement, now: float) -> dict[str, Any]:
     }
 
 
+def _void_target_words(void: PostVoid) -> str:
+    parts = []
+    if void.voided_terminal_id:
+        parts.append(f"terminal {void.voided_terminal_id}")
+    if void.voided_business_day:
+        parts.append(f"business day {void.voided_business_day.isoformat()}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def _issue_row(issue: CaptureIssue, now: float) -> dict[str, Any]:
     return {
         "issue_key": issue.event_id or issue.issue_id,
         "event_id": issue.event_id,
-        "category": category_for(issue.code) if issue.event_id else Category.CAPTURE,
+        "category": category_for(issue.code, holds_movement=issue.event_id is not None),
         "status": ExceptionStatus.OPEN,
         "code": issue.code,
         "message": issue.message,

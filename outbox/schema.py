@@ -32,6 +32,7 @@ class Category(StrEnum):
     UNKNOWN_UNIT = "unknown_unit"
     REJECTED = "rejected"
     CAPTURE = "capture"
+    POST_VOID = "post_void"
 
 
 class ExceptionStatus(StrEnum):
@@ -50,7 +51,7 @@ class MovementRow(SQLModel, table=True):
     event_id: str = Field(unique=True)
     status: str = Field(index=True)
     source: str
-    pos_transaction_id: str
+    pos_transaction_id: str = Field(index=True)
     line_no: int
     kind: str
     sku: str | None = Field(default=None, index=True)
@@ -102,6 +103,23 @@ class CursorRow(SQLModel, table=True):
     key: str = Field(primary_key=True)
     value: str
     updated_at: float
+
+
+class PostVoidRow(SQLModel, table=True):
+    """A voided POS transaction and the post-void that voided it (schema version 2).
+
+    Kept after the reversals are stored: lines of the voided transaction captured later are
+    reversed on arrival. ``reversed`` counts the reversing movements stored so far.
+    """
+
+    __tablename__ = "post_void"
+
+    voided_transaction_id: str = Field(primary_key=True)
+    pos_transaction_id: str
+    source: str
+    payload: str  # PostVoid.to_wire() as JSON
+    created_at: float
+    reversed: int = 0
 
 
 class StateRow(SQLModel, table=True):

@@ -7,6 +7,9 @@ Invariants:
   stored and the source must keep its input.
 - A source resumes from ``BatchSink.cursor``; re-reading input produces the same event ids, so a
   crash between durable and acted-upon repeats nothing.
+- A batch may carry post-voids (``Batch.voids``): the sink stores each one and, in the same
+  transaction, adds the reversing movements of every line of the voided transaction it has, now or
+  when those lines arrive later. Sources never build reversals from stored data themselves.
 - A source kind is one module: a pydantic settings model (validated without I/O) and a factory.
 """
 
@@ -21,16 +24,17 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.domain import CaptureIssue, Cursor, Movement
+from agent.domain import CaptureIssue, Cursor, Movement, PostVoid
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Movements and issues read from one stretch of a source, and where to resume after it."""
+    """Movements, issues and post-voids read from one stretch of a source, and where to resume after it."""
 
     movements: list[Movement] = field(default_factory=list)
     issues: list[CaptureIssue] = field(default_factory=list)
     cursor: Cursor | None = None
+    voids: list[PostVoid] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,7 @@ class SubmitResult:
     new: list[str]
     duplicates: list[str]
     held: list[str]
+    reversals: list[str] = field(default_factory=list)
 
 
 class CaptureRefused(RuntimeError):
@@ -55,6 +60,10 @@ class BatchSink(Protocol):
 
     def cursor(self, key: str) -> dict[str, Any] | None:
         """Return this source's stored cursor under ``key``."""
+        ...
+
+    def movements_of(self, pos_transaction_id: str) -> list[Movement]:
+        """Return the stored movements of one POS transaction (any source), in capture order."""
         ...
 
 

@@ -1,15 +1,20 @@
-"""``file_drop``: POS export files dropped into a watched folder.
+"""``file_drop``: POS export files (CSV, JSON lines, ARTS POSLog XML) dropped into a watched folder.
 
 Invariants:
 - Folder events (watchdog) are hints that wake a scan; the periodic rescan is the truth, so files
   present at start-up, renamed in, or missed by the OS are all found.
-- A file is read only once it has settled: closed after its last write (where the OS reports it)
-  or unchanged in size and time for ``settle``.
+- A file is read only once it is complete: unchanged in size and time for ``settle`` and, where
+  the OS reports opens and closes (inotify), closed by every process that opened it, so a slow
+  writer that pauses with the file open is waited for. A file whose size or time changed while it
+  was read is not archived: it is read again once it settles (same lines, same event ids, nothing
+  counted twice).
 - A file is moved to ``archive`` only after every batch read from it is durable, and to
   ``quarantine`` (with ``<name>.reason.txt`` beside it) when it cannot be read; its bytes are never
-  deleted or changed.
+  deleted or changed. Names that are too long for a suffix are shortened, never refused.
 - A file's cursor is keyed by its SHA-256: a crash mid-file resumes after the last durable chunk,
   and the same file dropped again is recognised and changes nothing.
+- File names are shown (logs, reasons, source references) in a printable form; names that are not
+  valid UTF-8 are handled by their real bytes and never crash a scan.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -44,12 +49,24 @@ from pos_adapters.base import (
     SourceSettings,
     register,
 )
-from pos_adapters.csv_format import FIELDS, REQUIRED, Chunk, CsvLayout, MalformedFile, read_csv
+from pos_adapters.csv_format import FIELDS, REQUIRED, CsvLayout, read_csv
+from pos_adapters.csv_presets import PRESETS
+from pos_adapters.jsonl_format import read_jsonl
+from pos_adapters.poslog import PoslogOptions, read_poslog
+from pos_adapters.reading import Chunk, MalformedFile, display_name
 
 log = logging.getLogger("possync.source.file_drop")
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-FORMATS = ("csv",)
+FORMATS = ("csv", "jsonl", "poslog")
+DEFAULT_PATTERNS = {"csv": "*.csv", "jsonl": "*.jsonl", "poslog": "*.xml"}
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~", ".reason.txt")
+UNITS = {"csv": "rows", "jsonl": "lines", "poslog": "transactions"}
+NAME_MAX = 255  # bytes in one file name on the file systems possync runs on
+OPEN_TIMEOUT_S = 60.0  # a file held open but unchanged this long (or 10 x settle) is read anyway
+
+
+class FileChanged(RuntimeError):
+    """The file changed while it was being read; it is read again once it settles."""
 
 
 class FileDropSettings(SourceSettings):
@@ -57,20 +74,29 @@ class FileDropSettings(SourceSettings):
 
     kind: Literal["file_drop"] = "file_drop"
     path: str
-    pattern: str = "*.csv"
+    pattern: str | None = None
     format: str = "csv"
     archive: str | None = None
     quarantine: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
+    preset: str | None = None
     kinds: dict[str, str] = Field(default_factory=dict)
     default_kind: Kind | None = None
     encoding: str = "utf-8-sig"
     delimiter: str = Field(",", min_length=1, max_length=1)
+    decimal_comma: bool = False
+    poslog_item_id: Literal["ItemID", "POSItemID"] = "ItemID"
+    max_line_kb: int = Field(1024, ge=1, le=65536)
     settle: Duration = 1.0
     rescan_every: Duration = 30.0
     max_file_mb: float = Field(200.0, gt=0)
     chunk_rows: int = Field(2000, ge=1, le=100_000)
     polling: bool = False
+
+    @property
+    def file_pattern(self) -> str:
+        """The glob in force: ``pattern``, else the format's usual extension."""
+        return self.pattern or DEFAULT_PATTERNS[self.format]
 
     @field_validator("format")
     @classmethod
@@ -107,14 +133,34 @@ class FileDropSettings(SourceSettings):
             raise ValueError(f"{', '.join(wrong)}: a POS type maps to one of {', '.join(sorted(valid))}")
         return value
 
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"preset {value!r} is not known (available: {', '.join(sorted(PRESETS))})")
+        return value
+
     @model_validator(mode="after")
     def _csv_needs_columns(self) -> FileDropSettings:
-        if self.format == "csv":
+        if self.format == "csv" and self.preset is not None:
+            if self.columns or self.kinds or self.default_kind is not None:
+                raise ValueError(
+                    f"preset {self.preset!r} reads its own columns; remove [sources.columns], [sources.kinds] "
+                    "and default_kind, or remove the preset"
+                )
+        elif self.format == "csv":
             missing = [f for f in REQUIRED if f not in self.columns]
             if missing:
-                raise ValueError(f"[sources.columns] must map {', '.join(missing)} for a CSV source")
+                raise ValueError(
+                    f"[sources.columns] must map {', '.join(missing)} for a CSV source "
+                    f"(or choose a preset: {', '.join(sorted(PRESETS))})"
+                )
             if "kind" not in self.columns and self.default_kind is None:
                 raise ValueError("map the 'kind' column in [sources.columns] or set default_kind")
+        else:
+            csv_only = [k for k in ("columns", "preset", "kinds", "default_kind") if getattr(self, k)]
+            if csv_only:
+                raise ValueError(f"{', '.join(csv_only)} apply to CSV files only, not to format {self.format!r}")
         return self
 
 
@@ -125,7 +171,7 @@ class _Seen:
 
 
 class _Events(FileSystemEventHandler):
-    """Turns folder events into wake-ups and per-file 'closed after last write' marks."""
+    """Turns folder events into wake-ups and a count of open handles per file name (where the OS reports opens)."""
 
     def __init__(self, source: FileDropSource) -> None:
         self.source = source
@@ -133,17 +179,14 @@ class _Events(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             return
-        now = time.monotonic()
         kind = event.event_type
-        if kind == "moved":
-            name = Path(os.fsdecode(event.dest_path)).name
-            self.source.mark(name, closed=now)
+        name = Path(os.fsdecode(event.src_path)).name
+        if kind == "opened":
+            self.source.opened(name, +1)
         elif kind in ("closed", "closed_no_write"):
-            self.source.mark(Path(os.fsdecode(event.src_path)).name, closed=now)
-        elif kind in ("created", "modified"):
-            self.source.mark(Path(os.fsdecode(event.src_path)).name, written=now)
-        else:
-            return
+            self.source.opened(name, -1)
+        elif kind == "moved":
+            self.source.renamed(name, Path(os.fsdecode(event.dest_path)).name)
         self.source.wake()
 
 
@@ -167,23 +210,33 @@ class FileDropSource:
             default_kind=settings.default_kind.value if settings.default_kind else None,
             encoding=settings.encoding,
             delimiter=settings.delimiter,
+            preset=settings.preset,
+            decimal_comma=settings.decimal_comma,
         )
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._written: dict[str, float] = {}
-        self._closed: dict[str, float] = {}
+        self.open_timeout = max(OPEN_TIMEOUT_S, 10 * settings.settle)
+        self._open: dict[str, int] = {}
         self._seen: dict[str, _Seen] = {}
         self._retry_at: dict[str, float] = {}
 
     # -- events ------------------------------------------------------------------------------
 
-    def mark(self, name: str, *, written: float | None = None, closed: float | None = None) -> None:
-        """Record a folder event for ``name``."""
+    def opened(self, name: str, delta: int) -> None:
+        """Count an open (+1) or a close (-1) of ``name`` reported by the OS."""
         with self._lock:
-            if written is not None:
-                self._written[name] = written
-            if closed is not None:
-                self._closed[name] = closed
+            count = max(self._open.get(name, 0) + delta, 0)
+            if count:
+                self._open[name] = count
+            else:
+                self._open.pop(name, None)
+
+    def renamed(self, old: str, new: str) -> None:
+        """Carry open handles over a rename inside the folder (an open file keeps its handles)."""
+        with self._lock:
+            count = self._open.pop(old, 0)
+            if count:
+                self._open[new] = count
 
     def wake(self) -> None:
         """Ask the scan loop to look at the folder now."""
@@ -245,6 +298,9 @@ class FileDropSource:
                 next_check = min(next_check, wait)
                 continue
             self._capture(path, sink)
+        with self._lock:  # forget open counts of names that left the folder (events can be lost)
+            for name in [n for n in self._open if not (self.inbox / n).exists()]:
+                del self._open[name]
         return max(next_check, 0.05)
 
     def _candidates(self) -> Iterator[Path]:
@@ -252,7 +308,7 @@ class FileDropSource:
             entries = sorted(os.scandir(self.inbox), key=lambda e: e.name)
         except FileNotFoundError:
             return
-        pattern = self.settings.pattern
+        pattern = self.settings.file_pattern
         for entry in entries:
             name = entry.name
             if name.startswith(".") or name.lower().endswith(IGNORED_SUFFIXES):
@@ -263,37 +319,77 @@ class FileDropSource:
                 yield Path(entry.path)
 
     def _settle_wait(self, name: str, seen: _Seen, now: float) -> float:
+        """Seconds until the file counts as complete (0 or less: now).
+
+        Always: unchanged in size and time for ``settle``. Where the OS reports opens and closes
+        (Linux), also: nobody has it open, so a writer that pauses longer than ``settle`` with the
+        file open is waited for; a file held open but unchanged for ``open_timeout`` is read anyway.
+        """
         with self._lock:
-            closed = self._closed.get(name)
-            written = self._written.get(name, 0.0)
-        if closed is not None and closed >= written and closed <= now:
-            return 0.0
-        return self.settings.settle - (now - seen.since)
+            held_open = self._open.get(name, 0) > 0
+        stable_for = now - seen.since
+        if held_open:
+            return self.open_timeout - stable_for
+        return self.settings.settle - stable_for
 
     # -- one file ----------------------------------------------------------------------------
 
+    def read(self, path: Path, name: str | None = None) -> Iterator[Chunk]:
+        """Read one file in this source's format, yielding its chunks (``name``: how to call it)."""
+        settings = self.settings
+        name = name or display_name(path.name)
+        if settings.format == "poslog":
+            options = PoslogOptions(item_id=settings.poslog_item_id)
+            return read_poslog(
+                path, self.ctx, source=self.name, chunk_rows=settings.chunk_rows, name=name, options=options
+            )
+        if settings.format == "jsonl":
+            return read_jsonl(
+                path,
+                self.ctx,
+                source=self.name,
+                chunk_rows=settings.chunk_rows,
+                name=name,
+                max_line_bytes=settings.max_line_kb * 1024,
+            )
+        return read_csv(path, self.layout, self.ctx, source=self.name, chunk_rows=settings.chunk_rows, name=name)
+
     def _capture(self, path: Path, sink: BatchSink) -> None:
         name = path.name
+        shown = display_name(name)
         try:
             self._capture_file(path, sink)
         except MalformedFile as exc:
             self._quarantine(path, str(exc))
+        except FileChanged as exc:
+            log.warning("%s: %s", self.name, exc)
+            self._seen.pop(name, None)
+            return
         except CaptureRefused as exc:
-            self.health.state, self.health.last_error = "error", f"{name}: could not store: {exc}"
-            log.error("%s: %s could not be stored, will retry in 30 s: %s", self.name, name, exc)
+            self.health.state, self.health.last_error = "error", f"{shown}: could not store: {exc}"
+            log.error("%s: %s could not be stored, will retry in 30 s: %s", self.name, shown, exc)
             self._retry_at[name] = time.monotonic() + 30.0
             return
         except FileNotFoundError:
-            log.info("%s: %s disappeared before it was read", self.name, name)
+            log.info("%s: %s disappeared before it was read", self.name, shown)
         except OSError as exc:
-            self.health.state, self.health.last_error = "error", f"{name}: {exc.strerror or exc}"
-            log.error("%s: %s could not be read, will retry in 30 s: %s", self.name, name, exc)
+            self.health.state, self.health.last_error = "error", f"{shown}: {exc.strerror or exc}"
+            log.error("%s: %s could not be read, will retry in 30 s: %s", self.name, shown, exc)
             self._retry_at[name] = time.monotonic() + 30.0
             return
+        except Exception as exc:  # a defect must cost one file, never the source's thread
+            log.exception("%s: unexpected error reading %s", self.name, shown)
+            self._quarantine(
+                path,
+                f"possync could not read this file because of an unexpected error ({type(exc).__name__}: "
+                f"{str(exc)[:300]}). Lines read before it were stored. Please report this with the file.",
+            )
         self._forget(name)
 
     def _capture_file(self, path: Path, sink: BatchSink) -> None:
-        size = path.stat().st_size
+        shown = display_name(path.name)
+        before = path.stat()
+        size = before.st_size
         limit = int(self.settings.max_file_mb * 1024 * 1024)
         if size > limit:
             raise MalformedFile(
@@ -303,42 +399,57 @@ class FileDropSource:
         key = f"file:{_sha256(path)}"
         prior = sink.cursor(key) or {}
         if prior.get("done"):
-            log.info("%s: %s was captured before (same content); archiving it again", self.name, path.name)
+            log.info("%s: %s was captured before (same content); archiving it again", self.name, shown)
             self._move(path, self.archive)
             return
         skip = int(prior.get("rows", 0))
         captured = issues = 0
+        stored = skip
         pending: Chunk | None = None
         try:
-            for chunk in read_csv(path, self.layout, self.ctx, source=self.name, chunk_rows=self.settings.chunk_rows):
+            for chunk in self.read(path, shown):
                 if pending is not None and pending.rows > skip:
-                    captured, issues = self._submit(sink, key, path, pending, False, captured, issues)
+                    captured, issues = self._submit(sink, key, shown, pending, False, captured, issues)
+                    stored = pending.rows
                 pending = chunk
         except MalformedFile as exc:
-            note = f" Rows 1-{skip + captured} were captured before the problem." if captured else ""
+            if pending is not None and pending.rows > skip:  # what was read before the problem is sound
+                captured, issues = self._submit(sink, key, shown, pending, False, captured, issues)
+                stored = pending.rows
+            unit = UNITS[self.settings.format]
+            note = f" The first {stored} {unit} were captured before the problem." if stored else ""
             raise MalformedFile(f"{exc}{note}") from None
+        after = path.stat()
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise FileChanged(
+                f"{shown} changed while it was being read (still being written?); it stays in the inbox and is "
+                "read again once it settles"
+            )
         if pending is not None:
-            captured, issues = self._submit(sink, key, path, pending, True, captured, issues)
+            captured, issues = self._submit(sink, key, shown, pending, True, captured, issues)
         self._move(path, self.archive)
-        log.info("%s: %s captured: %d movements, %d lines need attention", self.name, path.name, captured, issues)
+        log.info("%s: %s captured: %d movements, %d lines need attention", self.name, shown, captured, issues)
 
     def _submit(
-        self, sink: BatchSink, key: str, path: Path, chunk: Chunk, done: bool, captured: int, issues: int
+        self, sink: BatchSink, key: str, name: str, chunk: Chunk, done: bool, captured: int, issues: int
     ) -> tuple[int, int]:
-        cursor = Cursor(key, {"rows": chunk.rows, "done": done, "name": path.name})
-        sink.submit(Batch(movements=chunk.movements, issues=chunk.issues, cursor=cursor))
+        cursor = Cursor(key, {"rows": chunk.rows, "done": done, "name": name})
+        sink.submit(Batch(movements=chunk.movements, issues=chunk.issues, cursor=cursor, voids=chunk.voids))
         self.health.state, self.health.last_error = "ok", None
         self.health.last_capture_at = time.time()
         self.health.captured += len(chunk.movements)
         return captured + len(chunk.movements), issues + len(chunk.issues)
 
     def _quarantine(self, path: Path, reason: str) -> None:
+        shown = display_name(path.name)
         self.health.files_quarantined += 1
-        self.health.last_error = f"{path.name} quarantined: {reason}"
-        log.warning("%s: %s quarantined: %s", self.name, path.name, reason)
-        target = self._free_name(self.quarantine_dir, path.name)
+        self.health.last_error = f"{shown} quarantined: {reason}"
+        log.warning("%s: %s quarantined: %s", self.name, shown, reason)
+        target = self._free_name(self.quarantine_dir, path.name, reserve=len(".reason.txt"))
+        renamed = "" if target.name == path.name else f"Stored as: {display_name(target.name)}\n"
         text = (
-            f"File:      {path.name}\n"
+            f"File:      {shown}\n"
+            f"{renamed}"
             f"Source:    {self.name} ({self.inbox})\n"
             f"When:      {datetime.now(UTC).isoformat(timespec='seconds')}\n"
             f"Reason:    {reason}\n\n"
@@ -346,10 +457,11 @@ class FileDropSource:
             "into the inbox; lines that were already captured will not be counted twice.\n"
         )
         try:
-            target.with_name(target.name + ".reason.txt").write_text(text, encoding="utf-8")
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            target.with_name(target.name + ".reason.txt").write_text(text, encoding="utf-8", errors="replace")
             self._move(path, self.quarantine_dir, target)
         except OSError as exc:
-            log.error("%s: could not quarantine %s (%s); it stays in the inbox", self.name, path.name, exc)
+            log.error("%s: could not quarantine %s (%s); it stays in the inbox", self.name, shown, exc)
             self._retry_at[path.name] = time.monotonic() + 60.0
 
     def _move(self, path: Path, folder: Path, target: Path | None = None) -> None:
@@ -366,20 +478,29 @@ class FileDropSource:
             path.unlink()
 
     @staticmethod
-    def _free_name(folder: Path, name: str) -> Path:
-        target = folder / name
+    def _free_name(folder: Path, name: str, reserve: int = 0) -> Path:
+        """Return a path in ``folder`` for ``name`` that is free and short enough (with ``reserve`` bytes to spare)."""
+        limit = NAME_MAX - reserve
+        fitted = _fit(name, limit)
+        target = folder / fitted
         if not target.exists():
             return target
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        stem, dot, suffix = name.partition(".")
+        stem, dot, suffix = _fit(name, limit - len(stamp) - 1).partition(".")
         return folder / f"{stem}.{stamp}{dot}{suffix}"
 
     def _forget(self, name: str) -> None:
         self._seen.pop(name, None)
         self._retry_at.pop(name, None)
-        with self._lock:
-            self._written.pop(name, None)
-            self._closed.pop(name, None)
+
+
+def _fit(name: str, limit: int) -> str:
+    """Shorten a file name to ``limit`` bytes, keeping its extension (``<start>~<ext>``)."""
+    raw = os.fsencode(name)
+    if len(raw) <= limit:
+        return name
+    ext = os.fsencode(PurePath(name).suffix)[:16]
+    return os.fsdecode(raw[: max(limit - len(ext) - 1, 1)] + b"~" + ext)
 
 
 def _sha256(path: Path) -> str:
@@ -398,8 +519,8 @@ def build(settings: FileDropSettings, ctx: SourceContext) -> FileDropSource:
 def replay(settings: FileDropSettings, ctx: SourceContext, path: Path) -> Iterator[Batch]:
     """Read one file the way the live source would, yielding its batches (no folders, no cursor)."""
     source = FileDropSource(settings, ctx)
-    for chunk in read_csv(path, source.layout, ctx, source=settings.name, chunk_rows=settings.chunk_rows):
-        yield Batch(movements=chunk.movements, issues=chunk.issues)
+    for chunk in source.read(path):
+        yield Batch(movements=chunk.movements, issues=chunk.issues, voids=chunk.voids)
 
 
 register("file_drop", FileDropSettings, build, replay)

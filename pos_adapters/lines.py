@@ -48,12 +48,13 @@ class PosLine:
 
 
 class LineError(ValueError):
-    """A POS line value that cannot be used, with an issue code."""
+    """A POS line value that cannot be used, with an issue code and the ``PosLine`` field at fault."""
 
-    def __init__(self, code: str, message: str) -> None:
-        """Keep the code next to the message."""
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        """Keep the code (and the field, when known) next to the message."""
         super().__init__(message)
         self.code = code
+        self.field = field
 
 
 def parse_decimal(value: object, what: str) -> Decimal:
@@ -125,7 +126,7 @@ def normalize_line(
 ) -> Movement | CaptureIssue | None:
     """Validate a POS line; return its movement, the issue that stops it, or None if it moves nothing."""
     try:
-        return _build(line, ctx, source=source, source_ref=source_ref)
+        return build_movement(line, ctx, source=source, source_ref=source_ref)
     except LineError as exc:
         return CaptureIssue(
             issue_id=make_issue_id(source, source_ref),
@@ -140,50 +141,73 @@ def normalize_line(
         )
 
 
-def _build(line: PosLine, ctx: SourceContext, *, source: str, source_ref: str) -> Movement | None:
-    txn = _text(line.pos_transaction_id, "transaction id")
-    line_no = _parse_line_no(line.line_no)
+def build_movement(line: PosLine, ctx: SourceContext, *, source: str, source_ref: str) -> Movement | None:
+    """Validate a POS line; return its movement or None, or raise ``LineError`` naming the field at fault.
+
+    ``normalize_line`` is the form most sources want; this one lets a parser report the field (for
+    example as a JSON path).
+    """
+    at = "pos_transaction_id"  # the field being read, named in any LineError raised meanwhile
     try:
-        kind = Kind(line.kind)
-    except ValueError:
-        raise LineError(
-            "BAD_KIND",
-            f"POS type {line.kind!r} is not a movement kind (sale, return, transfer_out, "
-            "transfer_in, adjustment); map it in the source's kinds table",
-        ) from None
-    item = _text(line.item, "item")
-    quantity = parse_decimal(line.quantity, "quantity")
-    if line.voided or quantity == 0:
-        return None
-    if abs(quantity) > MAX_QUANTITY:
-        raise LineError("BAD_NUMBER", f"quantity {quantity} is implausibly large")
-    if quantity < 0:
-        if kind in (Kind.SALE, Kind.RETURN):
-            kind = Kind.RETURN if kind is Kind.SALE else Kind.SALE
-            quantity = -quantity
-        elif kind is not Kind.ADJUSTMENT:
-            raise LineError("BAD_NUMBER", f"a {kind.value} cannot have a negative quantity ({quantity})")
-    occurred_at = parse_timestamp(line.occurred_at, ctx)
-    counterpart = _text(line.counterpart_location, "counterpart location", required=False) or None
-    if kind in (Kind.TRANSFER_OUT, Kind.TRANSFER_IN) and counterpart is None:
-        raise LineError("MISSING_COUNTERPART", f"a {kind.value} must name the other location")
-    disposition: Disposition | None = None
-    if line.disposition:
+        txn = _text(line.pos_transaction_id, "transaction id")
+        at = "line_no"
+        line_no = _parse_line_no(line.line_no)
+        at = "kind"
         try:
-            disposition = Disposition(line.disposition.strip().lower())
+            kind = Kind(line.kind)
         except ValueError:
             raise LineError(
-                "BAD_DISPOSITION", f"disposition {line.disposition!r} is not sellable, damaged or hold"
+                "BAD_KIND",
+                f"POS type {line.kind!r} is not a movement kind (sale, return, transfer_out, "
+                "transfer_in, adjustment); map it in the source's kinds table",
             ) from None
-    price = parse_decimal(line.unit_price, "unit price") if line.unit_price not in (None, "") else None
+        at = "item"
+        item = _text(line.item, "item")
+        at = "quantity"
+        quantity = parse_decimal(line.quantity, "quantity")
+        if line.voided or quantity == 0:
+            return None
+        if abs(quantity) > MAX_QUANTITY:
+            raise LineError("BAD_NUMBER", f"quantity {quantity} is implausibly large")
+        if quantity < 0:
+            if kind in (Kind.SALE, Kind.RETURN):
+                kind = Kind.RETURN if kind is Kind.SALE else Kind.SALE
+                quantity = -quantity
+            elif kind is not Kind.ADJUSTMENT:
+                raise LineError("BAD_NUMBER", f"a {kind.value} cannot have a negative quantity ({quantity})")
+        at = "occurred_at"
+        occurred_at = parse_timestamp(line.occurred_at, ctx)
+        at = "counterpart_location"
+        counterpart = _text(line.counterpart_location, "counterpart location", required=False) or None
+        if kind in (Kind.TRANSFER_OUT, Kind.TRANSFER_IN) and counterpart is None:
+            raise LineError("MISSING_COUNTERPART", f"a {kind.value} must name the other location")
+        at = "disposition"
+        disposition: Disposition | None = None
+        if line.disposition:
+            try:
+                disposition = Disposition(line.disposition.strip().lower())
+            except ValueError:
+                raise LineError(
+                    "BAD_DISPOSITION", f"disposition {line.disposition!r} is not sellable, damaged or hold"
+                ) from None
+        at = "unit_price"
+        price = parse_decimal(line.unit_price, "unit price") if line.unit_price not in (None, "") else None
+        at = "terminal_id"
+        terminal = _text(line.terminal_id, "terminal", required=False)
+        at = "business_day"
+        business_day = _parse_day(line.business_day, occurred_at, ctx)
+    except LineError as exc:
+        if exc.field is None:
+            exc.field = at
+        raise
     unit = (line.unit or "").strip().upper() or None
     return Movement(
         event_id=make_event_id(ctx.store_id, txn, line_no, kind),
         store_id=ctx.store_id,
-        terminal_id=_text(line.terminal_id, "terminal", required=False),
+        terminal_id=terminal,
         pos_transaction_id=txn,
         line_no=line_no,
-        business_day=_parse_day(line.business_day, occurred_at, ctx),
+        business_day=business_day,
         occurred_at=occurred_at,
         kind=kind,
         sku=None,

@@ -5,8 +5,9 @@ Layout (DESIGN.md): ``tests/fixtures/<source-kind>/<case>/`` holds
   (``store_id``, ``timezone``, ``location``);
 - ``input`` or ``input.<ext>``: the recorded input;
 - ``expected.jsonl``: one line per produced movement ``{"movement": {...}}`` (the wire form without
-  ``source``) and per issue ``{"issue": {"code": ..., "source_ref": ..., "message_contains": ...}}``,
-  in the order the source produces them (per batch: its movements, then its issues).
+  ``source``), per issue ``{"issue": {"code": ..., "source_ref": ..., "message_contains": ...}}``
+  and per post-void ``{"post_void": {...}}`` (the wire form without ``source``), in the order the
+  source produces them (per batch: its movements, then its issues, then its post-voids).
 
 Regenerate a case after an intended change with ``POSSYNC_REGOLD=1 pytest tests/contract``, then read
 the diff before committing it.
@@ -57,6 +58,10 @@ def run_case(case: Path) -> list[dict[str, Any]]:
             produced.append({"movement": wire})
         for issue in batch.issues:
             produced.append({"issue": {"code": issue.code, "source_ref": issue.source_ref, "message": issue.message}})
+        for void in batch.voids:
+            wire = void.to_wire()
+            wire.pop("source")
+            produced.append({"post_void": wire})
     return produced
 
 

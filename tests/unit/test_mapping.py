@@ -64,3 +64,32 @@ def test_unknown_item_or_unit_stays_unmapped_with_an_issue_in_words() -> None:
 def test_a_sku_wins_over_another_items_alias() -> None:
     clash = [ItemRecord(sku="A1", aliases=("B2",)), ItemRecord(sku="B2")]
     assert ItemMaster(clash).lookup("B2").sku == "B2"  # type: ignore[union-attr]
+
+
+def test_plu_codes_padded_as_gtins_and_units_beyond_cases() -> None:
+    produce = ItemRecord(
+        sku="BANANA",
+        base_unit="KG",
+        units={"KGM": Decimal(1), "G": Decimal("0.001"), "LBR": Decimal("0.45359237")},
+        barcodes=("4011",),
+    )
+    socks = ItemRecord(sku="SOCK-3", base_unit="EA", units={"PK6": Decimal(6)}, aliases=("Wool Sock 3-pack",))
+    master = ItemMaster([produce, socks, *ITEMS])
+    for code in ("4011", "00000000004011", "0004011"):
+        assert master.lookup(code) is produce, code
+    assert master.lookup("40110") is None and master.lookup("0000") is None
+    mapped, issues = master.map(
+        [
+            unmapped("00000000004011", "0.75", "KGM"),
+            unmapped("4011", "250", "g"),
+            unmapped("4011", "2", "LBR"),
+            unmapped("wool sock 3-PACK", "2", "pk6"),
+        ]
+    )
+    assert issues == []
+    assert [(m.sku, m.quantity, m.unit) for m in mapped] == [
+        ("BANANA", Decimal("0.75"), "KG"),
+        ("BANANA", Decimal("0.250"), "KG"),
+        ("BANANA", Decimal("0.90718474"), "KG"),
+        ("SOCK-3", 12, "EA"),
+    ]

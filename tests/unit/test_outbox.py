@@ -261,3 +261,33 @@ def test_attach_never_migrates_or_touches_leases(tmp_path: Path) -> None:
 
 def test_statuses_are_the_documented_ones() -> None:
     assert {s.value for s in Status} == {"ready", "in_flight", "acked", "held", "rejected", "discarded"}
+
+
+def test_a_version_1_file_with_data_migrates_to_version_2(tmp_path: Path) -> None:
+    from outbox.migrations import MIGRATIONS
+
+    path = tmp_path / "v1.sqlite"
+    db = Database(path)
+    with db.write() as conn:  # exactly what possync 0.1.0 created
+        MIGRATIONS[0](conn)
+        conn.exec_driver_sql("PRAGMA user_version=1")
+    db.close()
+    old = Outbox(Database(path))  # v1-era code paths: plain enqueue, cursor, an exception
+    old.enqueue(movements(3), Cursor("file:abc", {"rows": 3}), source="s")
+    old.db.close()
+    assert Database(path).user_version() == 1
+
+    box = Outbox.open_file(path)
+    try:
+        assert box.db.user_version() == CURRENT_VERSION == 2
+        assert box.counts().ready == 3 and box.cursor("s", "file:abc") == {"rows": 3}
+        assert [m.line_no for m in box.movements_of("T")] == [1, 2, 3]
+        with box.db.read() as conn:
+            indexes = {r[1] for r in conn.exec_driver_sql("PRAGMA index_list(movement)")}
+            tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "ix_movement_pos_transaction_id" in indexes and "post_void" in tables
+    finally:
+        box.close()
+    again = Outbox.open_file(path)  # migrating is done once
+    assert again.counts().ready == 3
+    again.close()
