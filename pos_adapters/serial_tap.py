@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -220,9 +221,13 @@ def read_receipt(
         outcome.parsed = result
         _movements(outcome, result, settings, ctx)
         return outcome
-    where = f" Its raw bytes are kept in {kept_as}." if kept_as else ""
-    if receipt.notes:
-        where += f" The decoder noted: {'; '.join(receipt.notes[:3])}."
+    notes = f" (the decoder noted: {'; '.join(receipt.notes[:3])})" if receipt.notes else ""
+    kept = f"; its raw bytes are in {kept_as} in the data folder" if kept_as else ""
+    again = (
+        f"copy that file into receipts/{settings.name}/reprocess/ in the data folder"
+        if kept_as
+        else "feed the receipt again"
+    )
     outcome.issues.append(
         CaptureIssue(
             issue_id=make_issue_id(settings.name, ref),
@@ -230,10 +235,9 @@ def read_receipt(
             source_ref=ref,
             code=UNPARSED,
             message=(
-                f"the receipt could not be read with template {template.name}: {outcome.reason}.{where} "
-                "Nothing of it was captured; its text is shown here. Fix the template (try it with "
-                "'possync receipts replay'), then put the archived file into the source's reprocess "
-                "folder, or enter the sale by hand; then resolve this exception."
+                f"the receipt could not be read with template {template.name}: {outcome.reason}{notes}. "
+                f"Nothing of it was captured; its text is kept here{kept}. Fix the template (try it with "
+                f"'possync receipts replay'), then {again} or enter the sale by hand, and resolve this exception."
             ),
             pos_transaction_id=template.transaction_of(lines),
             raw=receipt.text,
@@ -259,7 +263,7 @@ def _movements(outcome: ReceiptOutcome, parsed: ParsedReceipt, settings: SerialT
             quantity=quantity,
             unit=item.unit,
             terminal_id=parsed.terminal or settings.terminal,
-            unit_price=abs(item.price) if item.price is not None else None,
+            unit_price=_unit_price(item.price, item.amount, item.quantity),
             voided=item.voided,
         )
         result = normalize_line(
@@ -269,6 +273,15 @@ def _movements(outcome: ReceiptOutcome, parsed: ParsedReceipt, settings: SerialT
             outcome.movements.append(result)
         elif isinstance(result, CaptureIssue):
             outcome.issues.append(result)
+
+
+def _unit_price(price: Decimal | None, amount: Decimal | None, quantity: Decimal) -> Decimal | None:
+    """Return the printed unit price, else the line amount divided by the quantity (receipts omit "1 @")."""
+    if price is not None:
+        return abs(price)
+    if amount is not None and quantity:
+        return abs(amount / quantity).quantize(Decimal("0.0001")).normalize()
+    return None
 
 
 # -- the archive -----------------------------------------------------------------------------------
