@@ -53,7 +53,7 @@ PRICES = {
     )
 }
 # Text a POS prints that needs code-page switches (python-escpos picks and selects the code pages).
-ACCENTED = ["Café Zürich – Straße", "Ελλάδα € 5", "Привет, Øresund ñ"]
+ACCENTED = ["Café Zürich – Straße", "Ελλάδα € 5", "Привет, Øresund ñ"]  # noqa: RUF001 - the en dash is on purpose
 
 
 @dataclass
@@ -205,9 +205,11 @@ def golden_mixed_stream() -> bytes:
     p.text("X REPORT\nREG R3\nSALES 12\n")
     p.cut()
     data += bytes(p.output)
-    data += receipt_bytes(Sale("R3-008001", [("SKU-2001", 2, False), ("SKU-3001", 1, False)])).replace(
-        b"  1 x SKU-3001 @ 7.25      7.25", b"  9999999 x SKU-3001 @ 0.00      0.00"
-    ).replace(b"TOTAL                      36.25", b"TOTAL                      29.00")
+    data += (
+        receipt_bytes(Sale("R3-008001", [("SKU-2001", 2, False), ("SKU-3001", 1, False)]))
+        .replace(b"  1 x SKU-3001 @ 7.25      7.25", b"  9999999 x SKU-3001 @ 0.00      0.00")
+        .replace(b"TOTAL                      36.25", b"TOTAL                      29.00")
+    )
     data += receipt_bytes(Sale("R3-008002", [("SKU-5001", 1, False)]), cut=False)
     return data
 
@@ -328,7 +330,5 @@ class PtyPair:
         if self.link is not None and self.link.is_symlink():
             self.link.unlink()
         for fd in (self.master, self.slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
