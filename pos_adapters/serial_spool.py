@@ -77,10 +77,12 @@ class SpoolWriter:
         self._next = first_segment
         self._fd: int | None = None
         self._size = 0
+        self.session_segment: int | None = None
 
     def session(self, note: str) -> None:
         """Begin a port session: a new segment starting with an OPEN frame."""
         self._new_segment()
+        self.session_segment = self._next - 1
         self._append(OPEN, note.encode("utf-8", "replace"))
 
     def data(self, payload: bytes) -> None:

@@ -75,6 +75,7 @@ UNPARSED = "RECEIPT_UNPARSED"
 READ_TIMEOUT_S = 0.1
 RETRY_S = 5.0
 HOUSEKEEPING_S = 3600.0
+TEMPLATE_CHECK_S = 2.0
 STARTUP_QUIET_S = 1.0  # with idle_gap off, how long the line must be quiet before the first receipt
 PARITIES = {"none": serial.PARITY_NONE, "even": serial.PARITY_EVEN, "odd": serial.PARITY_ODD}
 PARITIES |= {"mark": serial.PARITY_MARK, "space": serial.PARITY_SPACE}
@@ -604,6 +605,9 @@ class SerialTapSource:
         self.captured_receipts = 0
         self._wake = threading.Event()
         self._reader: SpoolReader | None = None
+        self._template_loaded: tuple[int, int] | None = None
+        self._session_seen: int | None = None
+        self._template_checked = 0.0
 
     def wake(self) -> None:
         """Ask the capture loop to look at the spool now."""
@@ -656,6 +660,7 @@ class SerialTapSource:
         while not stop.is_set():
             if self.template is None and not self._load_template(stop):
                 continue
+            self._reload_template_if_changed()
             assert self.template is not None
             try:
                 frames = reader.read()
@@ -664,6 +669,8 @@ class SerialTapSource:
                 stop.wait(RETRY_S)
                 continue
             for frame in frames:
+                if frame.kind == OPEN:
+                    self._session_seen = frame.position.segment
                 for receipt, end in self._split(splitter, frame):
                     if not receipt.complete:
                         self._keep_fragment(receipt, end)
@@ -671,7 +678,8 @@ class SerialTapSource:
                         seq += 1
                     else:
                         return  # stopping while the outbox refused: the spool still holds the receipt
-            self.synced = splitter.synced
+                self._note_sync(splitter)
+            self._note_sync(splitter)
             self._refresh_health()
             if time.monotonic() >= housekeeping_due:
                 housekeeping_due = time.monotonic() + HOUSEKEEPING_S
@@ -681,8 +689,45 @@ class SerialTapSource:
                 self._wake.wait(1.0)
                 self._wake.clear()
 
+    def _note_sync(self, splitter: ReceiptSplitter) -> None:
+        """Track whether the live port session is in sync (frames of earlier sessions replayed do not count)."""
+        session = self.link.spool.session_segment if self.link is not None else None
+        synced = session is not None and self._session_seen == session and splitter.synced
+        if synced and not self.synced:
+            log.info("%s: in sync with the POS port: capturing receipts from here", self.name)
+        self.synced = synced
+
+    def _template_stamp(self) -> tuple[int, int] | None:
+        if self.settings.template_file is None:
+            return None
+        try:
+            stat = (self.ctx.base_dir / self.settings.template_file).stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _reload_template_if_changed(self) -> None:
+        """Pick up an edited template file (at most every couple of seconds); keep the old one if it is bad."""
+        if self.settings.template_file is None or time.monotonic() < self._template_checked + TEMPLATE_CHECK_S:
+            return
+        self._template_checked = time.monotonic()
+        stamp = self._template_stamp()
+        if stamp == self._template_loaded:
+            return
+        self._template_loaded = stamp
+        try:
+            self.template = resolve_template(self.settings, self.ctx.base_dir)
+        except TemplateError as exc:
+            log.error("%s: the edited template is not usable, keeping the previous one: %s", self.name, exc)
+            self.template_error = f"{exc} (the previous version is still in use)"
+            return
+        log.info("%s: template file changed; receipts from now on are read with the new version", self.name)
+        self.template_error = None
+
     def _load_template(self, stop: threading.Event) -> bool:
         try:
+            self._template_loaded = self._template_stamp()
+            self._template_checked = time.monotonic()
             self.template = resolve_template(self.settings, self.ctx.base_dir)
         except TemplateError as exc:
             if self.template_error != str(exc):
