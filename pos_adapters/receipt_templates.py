@@ -164,8 +164,11 @@ class ReceiptTemplate:
         self._skip = _maybe(spec.skip)
         self._refuse = _maybe(spec.refuse)
 
-    def parse(self, lines: Sequence[str]) -> ParsedReceipt | SkippedReceipt:
-        """Read a receipt's printed lines; raise ``Unparsed`` with the reason if they do not fit."""
+    def parse(self, lines: Sequence[str], *, terminal: str | None = None) -> ParsedReceipt | SkippedReceipt:
+        """Read a receipt's printed lines; raise ``Unparsed`` with the reason if they do not fit.
+
+        ``terminal`` is the terminal id to use when the template finds none on the receipt.
+        """
         if self._refuse is not None:
             refused = _first_line(self._refuse, lines)
             if refused is not None:
@@ -179,7 +182,7 @@ class ReceiptTemplate:
         transaction = _first_value(self._transaction, lines, "transaction")
         if transaction is None:
             raise Unparsed("no line matches the template's transaction pattern")
-        terminal = _first_value(self._terminal, lines, "terminal") if self._terminal else None
+        terminal = (_first_value(self._terminal, lines, "terminal") if self._terminal else None) or terminal
         occurred_at = self._occurred_at(lines)
         is_return = self._return is not None and _first_line(self._return, lines) is not None
         items = self._items(lines)

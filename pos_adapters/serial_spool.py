@@ -11,7 +11,9 @@ Invariants:
   of the stream exactly. The capture cursor stores one, so a restart resumes at the first byte that
   was not captured yet; segments wholly before the committed position are deleted, nothing else is.
 - Spooled bytes survive the agent being killed (they are in the operating system's cache once
-  written); ``sync`` makes them survive a power cut.
+  written), not necessarily a power cut: the receipt archive file, fsynced before a receipt is
+  stored, is what survives that. A position beyond the end of a segment (its tail lost with the
+  cache) simply continues with the next segment.
 """
 
 from __future__ import annotations
@@ -100,11 +102,6 @@ class SpoolWriter:
     def gap(self, note: str) -> None:
         """Record a hole: bytes were read here but could not be spooled."""
         self._append(GAP, note.encode("utf-8", "replace"))
-
-    def sync(self) -> None:
-        """Flush the current segment to stable storage."""
-        if self._fd is not None:
-            os.fsync(self._fd)
 
     def shutdown(self) -> None:
         """Close the current segment file."""

@@ -20,6 +20,7 @@ Threads and invariants:
 
 from __future__ import annotations
 
+import codecs
 import functools
 import gzip
 import logging
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import serial
-from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from agent.domain import CaptureIssue, Cursor, Movement, make_issue_id, parse_duration
 from pos_adapters.base import Batch, BatchSink, CaptureRefused, SourceContext, SourceHealth, SourceSettings, register
@@ -115,20 +116,14 @@ class SerialTapSettings(SourceSettings):
             return value
         if isinstance(value, dict):
             try:
-                return TemplateSpec.model_validate(value)
-            except ValidationError:
-                try:
-                    compile_spec(value, "the inline template")
-                except TemplateError as exc:
-                    raise ValueError(str(exc)) from None
-                raise
+                return compile_spec(value, "the inline template").spec
+            except TemplateError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
-        import codecs
-
         try:
             codecs.lookup(value)
         except LookupError:
@@ -209,7 +204,7 @@ def read_receipt(
     outcome = ReceiptOutcome(ref, receipt)
     lines = [line.text for line in receipt.lines]
     try:
-        result = template.parse(lines)
+        result = template.parse(lines, terminal=settings.terminal)
     except Unparsed as exc:
         outcome.reason = str(exc)
     except Exception as exc:  # a defect must cost one receipt (kept, excepted), never the source
@@ -263,7 +258,7 @@ def _movements(outcome: ReceiptOutcome, parsed: ParsedReceipt, settings: SerialT
             item=item.item,
             quantity=quantity,
             unit=item.unit,
-            terminal_id=parsed.terminal or settings.terminal,
+            terminal_id=parsed.terminal,
             unit_price=_unit_price(item.price, item.amount, item.quantity),
             voided=item.voided,
         )
@@ -360,8 +355,6 @@ class PortLink:
         self.pos_error: str | None = None
         self.printer_error: str | None = None
         self.spool_error: str | None = None
-        self.bytes_read = 0
-        self.bytes_forwarded = 0
         self.bytes_not_printed = 0
         self._printer_lock = threading.Lock()
         self._printer_due = 0.0
@@ -406,7 +399,7 @@ class PortLink:
         while not stop.is_set():
             try:
                 port = open_port(self.settings.port, self.settings, timeout=READ_TIMEOUT_S)
-            except (serial.SerialException, OSError, ValueError) as exc:
+            except Exception as exc:  # SerialException, OSError, ValueError for a bad URL, or a driver's own
                 if down_since is None:
                     down_since = time.monotonic()
                     log.error(
@@ -438,7 +431,6 @@ class PortLink:
             while not stop.is_set():
                 data = port.read(max(1, port.in_waiting))
                 if data:
-                    self.bytes_read += len(data)
                     self._forward(data)
                     self._spool(self.spool.data, data)
                     self.on_data()
@@ -452,6 +444,10 @@ class PortLink:
             reason = _why(exc)
             self.pos_error = f"the POS port {self.settings.port} failed: {reason}"
             log.error("%s: the POS port %s failed (%s); reopening it", self.settings.name, self.settings.port, reason)
+        except Exception as exc:  # whatever a driver raises, reading (and printing) must go on
+            reason = f"unexpected error: {exc!r}"
+            self.pos_error = f"the POS port {self.settings.port} failed: {reason}"
+            log.exception("%s: the POS port failed unexpectedly; reopening it", self.settings.name)
         finally:
             self.pos = None
             try:
@@ -494,7 +490,6 @@ class PortLink:
             return
         try:
             printer.write(data)
-            self.bytes_forwarded += len(data)
         except (serial.SerialException, OSError) as exc:
             self.bytes_not_printed += len(data)
             self._printer_failed(printer, exc)
@@ -508,7 +503,7 @@ class PortLink:
                 return None
             try:
                 printer = open_port(self.settings.passthrough, self.settings, timeout=READ_TIMEOUT_S)
-            except (serial.SerialException, OSError, ValueError) as exc:
+            except Exception as exc:  # SerialException, OSError, ValueError for a bad URL, or a driver's own
                 self._printer_due = time.monotonic() + self.settings.reconnect_every
                 if self.printer_error is None:
                     log.error(
@@ -523,7 +518,13 @@ class PortLink:
                 )
                 return None
             if self.printer_error is not None:
-                log.info("%s: printer port %s open again", self.settings.name, self.settings.passthrough)
+                log.info(
+                    "%s: printer port %s open again (%d bytes from the POS could not be printed meanwhile)",
+                    self.settings.name,
+                    self.settings.passthrough,
+                    self.bytes_not_printed,
+                )
+                self.bytes_not_printed = 0
             self.printer, self.printer_error = printer, None
             return printer
 
@@ -625,7 +626,17 @@ class SerialTapSource:
         port_thread = threading.Thread(target=self.link.run, args=(stop,), name=f"source-{self.name}-port", daemon=True)
         port_thread.start()
         try:
-            self._capture_loop(sink, stop, resume)
+            while not stop.is_set():
+                try:
+                    self._capture_loop(sink, stop, resume)
+                    return
+                except Exception as exc:  # a defect: restart from the stored cursor, never skip a receipt
+                    log.exception("%s: capture failed; restarting it from the last stored receipt", self.name)
+                    self._set_error("storage", f"internal error in capture ({type(exc).__name__}: {exc}); retrying")
+                    stop.wait(RETRY_S)
+                    resume = self._resume(sink, stop)
+                    if resume is None:
+                        return
         finally:
             self.link.cancel()
             port_thread.join(timeout=5)
@@ -789,7 +800,9 @@ class SerialTapSource:
         while not stop.is_set():
             try:
                 action()
-            except (OSError, CaptureRefused) as exc:
+            except Exception as exc:  # CaptureRefused or OSError; anything else is a defect, retried the same way
+                if not isinstance(exc, OSError | CaptureRefused):
+                    log.exception("%s: unexpected error while storing a receipt", self.name)
                 problem = f"cannot write the receipt archive: {exc}" if what == "archive" else f"cannot store: {exc}"
                 if self.storage_error != problem:
                     log.error("%s: %s; retrying every %.0f s (the receipt waits)", self.name, problem, RETRY_S)

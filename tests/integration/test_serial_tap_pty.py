@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -332,3 +333,47 @@ def test_an_unreadable_receipt_is_an_exception_and_can_be_reprocessed_after_a_fi
     (reprocess / kept.name).write_bytes(kept.read_bytes())
     wait_for(lambda: not (reprocess / kept.name).exists(), what="second copy handled")
     assert len(tap.movements()) == count
+
+
+def test_receipts_older_than_the_retention_are_purged_by_whole_days(
+    tmp_path: Path, pairs: list[PtyPair], taps: list[Tap]
+) -> None:
+    pos = PtyPair()
+    pairs.append(pos)
+    root = tmp_path / "data" / "receipts" / "receipt-tap"
+    today = datetime.now(ZoneInfo("America/Chicago")).date()
+    old, kept = root / (today - timedelta(days=31)).isoformat(), root / (today - timedelta(days=29)).isoformat()
+    for folder in (old, kept):
+        folder.mkdir(parents=True)
+        (folder / "000001.escpos.gz").write_bytes(gzip.compress(b"receipt"))
+    tap = Tap(tmp_path / "data", port=pos.path, receipt_retention_days=30).start()
+    taps.append(tap)
+    tap.ready()
+    wait_for(lambda: not old.exists(), what="old day purged")
+    assert (kept / "000001.escpos.gz").exists() and (root / "spool").is_dir()
+
+
+def test_an_unplugged_printer_does_not_stop_capture_and_printing_resumes_when_it_is_back(
+    tmp_path: Path, pairs: list[PtyPair], taps: list[Tap]
+) -> None:
+    pos, printer = PtyPair(), PtyPair(tmp_path / "ttyPRINTER")
+    pairs += [pos, printer]
+    printer.start_reading()
+    tap = Tap(tmp_path / "data", port=pos.path, passthrough=printer.path).start()
+    taps.append(tap)
+    tap.ready()
+    one, two, three = (receipt_bytes(Sale(f"R3-00050{n}", [("SKU-1002", 1, False)])) for n in range(3))
+    pos.write(one)
+    wait_for(lambda: printer.received() == one, what="first receipt printed")
+    printer.close()
+    wait_for(lambda: "not printed" in (tap.source.health.last_error or ""), what="printer loss shown")
+    pos.write(two)
+    tap.wait_captured(2)
+    back = PtyPair(tmp_path / "ttyPRINTER")
+    pairs.append(back)
+    back.start_reading()
+    time.sleep(0.5)  # longer than reconnect_every: the next bytes reopen the printer port
+    pos.write(three)
+    tap.wait_captured(3)
+    wait_for(lambda: back.received() == three, what="printing resumed, byte for byte")
+    wait_for(lambda: tap.source.health.state == "ok", what="healthy again")

@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import random
+import select
 import struct
 import termios
 import threading
@@ -292,8 +293,13 @@ class PtyPair:
         """Collect everything the agent writes to this pair (the printer side) in the background."""
 
         def run() -> None:
-            while True:
+            # select with a timeout, not a blocking read: a thread blocked in read() on the master
+            # would keep the pty open after close(), and the agent would never see the unplug
+            while not self.closed:
                 try:
+                    ready, _, _ = select.select([self.master], [], [], 0.05)
+                    if not ready:
+                        continue
                     data = os.read(self.master, 65536)
                 except OSError:
                     return
@@ -311,8 +317,6 @@ class PtyPair:
 
     def read_available(self, timeout: float = 0.5) -> bytes:
         """Read what the agent wrote to this pair within ``timeout`` (for a pair nobody drains)."""
-        import select
-
         out = bytearray()
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
@@ -327,6 +331,8 @@ class PtyPair:
         if self.closed:
             return
         self.closed = True
+        if self._reader is not None:
+            self._reader.join(timeout=5)
         if self.link is not None and self.link.is_symlink():
             self.link.unlink()
         for fd in (self.master, self.slave):

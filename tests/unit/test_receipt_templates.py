@@ -234,3 +234,12 @@ def test_template_files_report_where_the_problem_is(tmp_path: Path) -> None:
     assert load_file(good).name == "mine"
     with pytest.raises(TemplateError, match="no built-in template 'nope'"):
         builtin_text("nope")
+
+
+def test_the_configured_terminal_stands_in_when_the_receipt_prints_none() -> None:
+    upc = load_builtin("upc-80mm")
+    lines = ["Trans 0042", "11/20/2026  02:04 PM", "0012345678905 TRAIL RUNNER 42      89.00", "SUBTOTAL  89.00"]
+    parsed = upc.parse(lines, terminal="07")
+    assert isinstance(parsed, ParsedReceipt) and parsed.terminal == "07" and parsed.transaction == "07-0042"
+    printed = upc.parse(["Reg 02 Trans 0042", *lines[1:]], terminal="07")
+    assert isinstance(printed, ParsedReceipt) and printed.transaction == "02-0042"
