@@ -346,18 +346,17 @@ class Decoder:
         return self._gs_variable(buf, i, n, letter)
 
     def _dle(self, buf: bytearray, i: int, n: int, letter: int) -> int | None:
+        if letter not in (0x04, 0x05, 0x14):
+            return 1  # a lone DLE prints nothing
+        if n - i < 3:
+            return None
         if letter == 0x04:  # DLE EOT n [a]: real-time status
-            if n - i < 3:
-                return None
-            return 4 if buf[i + 2] in (7, 8) else 3
-        if letter == 0x05:  # DLE ENQ n
-            return 3
-        if letter == 0x14:  # DLE DC4 fn ...
-            if n - i < 3:
-                return None
+            size = 4 if buf[i + 2] in (7, 8) else 3
+        elif letter == 0x05:  # DLE ENQ n
+            size = 3
+        else:  # DLE DC4 fn ...
             size = {1: 5, 2: 5, 3: 8, 7: 4, 8: 10}.get(buf[i + 2], 3)
-            return size if n - i >= size else None
-        return 1  # a lone DLE prints nothing
+        return size if n - i >= size else None
 
     def _fixed(self, prefix: int, letter: int, buf: bytearray, i: int) -> None:
         arg = buf[i + 2] if len(buf) > i + 2 else 0

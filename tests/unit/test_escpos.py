@@ -248,3 +248,39 @@ def test_every_cut_command_ends_a_receipt_after_its_last_byte(cut: bytes, partia
     assert [r.text for r in receipts] == ["one", "two", "three"]
     assert receipts[0].raw.endswith(b"\x1dVB\x00") and receipts[1].raw == b"two\n" + cut
     assert Decoder().feed(cut)[-1].partial is partial  # type: ignore[union-attr]
+
+
+def _kitchen_sink() -> bytes:
+    p = dummy()
+    with contextlib.redirect_stdout(io.StringIO()):
+        p.hw("INIT")
+        p.cashdraw(2)
+        p.set(custom_size=True, width=2, height=2, invert=True)
+        p.text("Straße ñ € Ελλάδα\n")
+        p.set(density=5)
+        p.buzzer(2, 3)
+        p.barcode("4006381333931", "EAN13")
+        p.cut(mode="PART")
+    status = b"\x10\x04\x07\x01\x10\x04\x01\x10\x05\x02\x10\x14\x08" + bytes(7) + b"\x10\x14\x01\x00\x01"
+    nv = b"\x1cq\x01\x01\x00\x01\x00" + bytes(range(8)) + b"\x1b&\x03\x41\x41\x02" + bytes(6)
+    graphics = b"\x1d8L\x06\x00\x00\x00\x30\x70" + b"\n\x1b\x1d\n" + b"\x1d(k\x04\x001A2\x00"
+    return b"".join(d for _, d in mixed_sales(4)) + bytes(p.output) + status + nv + graphics + b"tail\n\x1dV\x00"
+
+
+KITCHEN_SINK = _kitchen_sink()
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(KITCHEN_SINK)), max_size=80))
+@settings(max_examples=80, deadline=None)
+def test_any_chunking_of_every_command_family_gives_the_same_receipts(cuts: list[int]) -> None:
+    whole = split_recording(KITCHEN_SINK)
+    assert [r.text.splitlines()[-1] for r in whole][-1] == "tail"
+    assert feed_in_chunks(KITCHEN_SINK, cuts) == whole
+
+
+def test_every_command_family_fed_one_byte_at_a_time() -> None:
+    whole = split_recording(KITCHEN_SINK)
+    splitter = ReceiptSplitter(synced=True)
+    bytewise = [r for i in range(len(KITCHEN_SINK)) for r in splitter.feed(KITCHEN_SINK[i : i + 1])]
+    assert bytewise + splitter.finish() == whole
+    assert splitter.offset == len(KITCHEN_SINK) == whole[-1].end
