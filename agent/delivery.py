@@ -8,6 +8,9 @@ Invariants:
 - A batch refused as a whole without naming an event is split until the offending event is
   found; one bad event never blocks the ones behind it.
 - The loop sleeps on an event, not a poll: captures and operator actions wake it.
+- Under a steady trickle of captures, pushes of partial batches are at least ``LINGER_S`` apart, so
+  movements arriving together travel together (fewer requests and commits); the first movement after
+  a quiet spell and every full batch go at once.
 - Waiting uses the monotonic clock, so wall-clock jumps neither stall nor storm retries.
 """
 
@@ -29,6 +32,7 @@ log = logging.getLogger("possync.delivery")
 
 IDLE_RECHECK_S = 30.0
 AUTH_RECHECK_S = 60.0
+LINGER_S = 0.05  # after a partial batch, wait this long for more before the next push
 
 
 class DeliveryLoop:
@@ -54,6 +58,7 @@ class DeliveryLoop:
         self._hold_until = 0.0
         self._auth_blocked_until: float | None = None
         self._failures = 0
+        self._last_partial_push = -LINGER_S
 
     # -- controls ----------------------------------------------------------------------------
 
@@ -107,11 +112,16 @@ class DeliveryLoop:
             self._auth_blocked_until = None
         if now < self._hold_until:
             return self._hold_until - now
+        linger = self._last_partial_push + LINGER_S - now
+        if linger > 0:
+            return linger
         batch = self.outbox.claim(self.batch_size)
         if not batch:
             due = self.outbox.next_due_in()
             return IDLE_RECHECK_S if due is None else min(max(due, 0.01), IDLE_RECHECK_S)
         self.deliver(batch)
+        if len(batch) < self.batch_size:
+            self._last_partial_push = time.monotonic()
         return 0.0
 
     def deliver(self, batch: Sequence[Movement]) -> None:

@@ -391,3 +391,22 @@ def check_secret_ref(value: str) -> str:
             "(stored with 'keyring set SERVICE USER'), 'env:VARIABLE' or 'file:/path/to/secret'"
         )
     return value
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Return the delay a ``Retry-After`` header asks for, in seconds (seconds or HTTP-date)."""
+    import email.utils
+    import time
+
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)

@@ -131,6 +131,7 @@ class Agent:
             base_dir=cfg.base_dir,
             data_dir=cfg.data_dir,
             location=cfg.location,
+            secrets=lambda ref: resolve_secret(ref, cfg.base_dir),
         )
         self.sources = [SOURCE_KINDS[s.kind].build(s, ctx) for s in cfg.sources]
         self.scheduler = Scheduler()
@@ -172,6 +173,7 @@ class Agent:
             max_body_bytes=cfg.api_max_body_kb * 1024,
             routers=[r for r in (getattr(s, "router", None) for s in self.sources) if r is not None],
             sessions=sessions,
+            schemas=[m for s in self.sources for m in getattr(s, "schemas", ())],
         )
         self.api = ApiServer(asgi, cfg.api_bind, cfg.api_port)
         self.api.start()

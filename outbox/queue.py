@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from agent.domain import CaptureIssue, Cursor, Movement, PostVoid
-from outbox.db import Database, DatabaseDamaged
+from outbox.db import Database, DatabaseDamaged, StorageFull
 from outbox.migrations import CURRENT_VERSION, SchemaMismatch, SchemaTooNew, migrate
 from outbox.schema import (
     Category,
@@ -106,6 +107,79 @@ def void_waiting_key(void: PostVoid) -> str:
     return f"void-waiting:{void.store_id}:{void.pos_transaction_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One ``enqueue`` call, waiting to be committed (possibly together with others)."""
+
+    movements: Sequence[Movement]
+    cursor: Cursor | None
+    issues: Sequence[CaptureIssue]
+    source: str
+    voids: Sequence[PostVoid]
+    reverse: Reverse | None
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: _Request
+    done: threading.Event = field(default_factory=threading.Event)
+    result: EnqueueResult | None = None
+    error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Group commit: enqueues that wait for the writer are committed together, in one transaction.
+
+    Under concurrent capture (POS pushes, several sources) one fsync then covers many requests instead
+    of one each. Each caller still returns only after its own request is durable, with its own result.
+    If a grouped transaction fails, every request of the group is tried again on its own, so one bad
+    request cannot fail its neighbours.
+    """
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._leader = threading.Lock()
+
+    def run(self, request: _Request) -> EnqueueResult:
+        pending = _Pending(request)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._leader:
+            if not pending.done.is_set():
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit(group)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _commit(self, group: list[_Pending]) -> None:
+        outbox = self._outbox
+        try:
+            now = outbox.clock()
+            with outbox.db.write() as conn:
+                results = [outbox._enqueue_in(conn, p.request, now) for p in group]
+            for p, result in zip(group, results, strict=True):
+                p.result = result
+        except Exception as exc:
+            if len(group) == 1 or isinstance(exc, StorageFull):
+                for p in group:
+                    p.error = exc
+            else:
+                for p in group:
+                    try:
+                        with outbox.db.write() as conn:
+                            p.result = outbox._enqueue_in(conn, p.request, outbox.clock())
+                    except Exception as single:
+                        p.error = single
+        finally:
+            for p in group:
+                p.done.set()
+
+
 class Outbox:
     """The agent's durable queue of movements between POS capture and WMS delivery."""
 
@@ -119,6 +193,7 @@ class Outbox:
     ) -> None:
         """Wrap an open database; call ``open()`` (or use ``Outbox.open_file``) before use."""
         self.db = db
+        self._group = _GroupCommit(self)
         self.lease_s = lease_s
         self.max_backoff_s = max_backoff_s
         self.clock = clock
@@ -188,18 +263,20 @@ class Outbox:
         """
         if voids and reverse is None:
             raise ValueError("post-voids need a reverse function to build their reversing movements")
-        now = self.clock()
+        return self._group.run(_Request(movements, cursor, issues, source, voids, reverse))
+
+    def _enqueue_in(self, conn: Any, request: _Request, now: float) -> EnqueueResult:
+        """Store one enqueue request inside an open write transaction."""
         unique: dict[str, Movement] = {}
-        for movement in movements:
+        for movement in request.movements:
             unique.setdefault(movement.event_id, movement)
-        with self.db.write() as conn:
-            new, issues_new = self._insert(conn, list(unique.values()), issues, now)
-            existing = set(unique) - {m.event_id for m in new}
-            reversals: list[Movement] = []
-            if reverse is not None:
-                reversals = self._apply_voids(conn, voids, new, reverse, source, now)
-            if cursor is not None:
-                self._save_cursor(conn, source, cursor, now)
+        new, issues_new = self._insert(conn, list(unique.values()), request.issues, now)
+        existing = set(unique) - {m.event_id for m in new}
+        reversals: list[Movement] = []
+        if request.reverse is not None:
+            reversals = self._apply_voids(conn, request.voids, new, request.reverse, request.source, now)
+        if request.cursor is not None:
+            self._save_cursor(conn, request.source, request.cursor, now)
         return EnqueueResult(
             new=[m.event_id for m in new],
             duplicates=[eid for eid in unique if eid in existing],

@@ -76,6 +76,8 @@ class SourceContext:
     base_dir: Path
     data_dir: Path
     location: str
+    secrets: Callable[[str], str] | None = None
+    """Resolves a secret reference (``keyring:``, ``env:``, ``file:``) when a source needs one."""
 
 
 @dataclass

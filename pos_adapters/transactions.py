@@ -197,7 +197,23 @@ def _parse_one(
             out.voids.append(void)
     elif not errors:
         _lines(txn, path, txn_id, kind, ctx, source, source_ref, out, errors)
+    elif kind != POST_VOID:
+        errors += _line_errors_despite(txn, path, txn_id, kind, ctx, source, source_ref)
     _report(errors, txn, txn_id or None, source, source_ref, out)
+
+
+def _line_errors_despite(
+    txn: dict[str, Any], path: str, txn_id: str, kind: str, ctx: SourceContext, source: str, source_ref: str
+) -> list[FieldError]:
+    """Check the lines of a transaction whose own fields are wrong, so every problem is reported at once.
+
+    The lines are validated against a stand-in for the broken transaction fields; only their own
+    errors are kept, and no movement of the transaction is stored.
+    """
+    stand_in = {**txn, "occurred_at": "2000-01-01T00:00:00+00:00", "business_day": None}
+    scratch = ParsedTransactions()
+    _lines(stand_in, path, txn_id or "-", kind if kind in KINDS else "sale", ctx, source, source_ref, scratch, [])
+    return [e for e in scratch.errors if e.path.startswith(_join(path, "lines["))]
 
 
 def _post_void(

@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
-import email.utils
-import time
 from enum import StrEnum
+
+from agent.domain import parse_retry_after
+
+__all__ = ["RETRYABLE_4XX", "Verdict", "parse_retry_after", "verdict_for_status"]
 
 
 class Verdict(StrEnum):
@@ -39,17 +41,3 @@ def verdict_for_status(status: int) -> Verdict:
     if status in RETRYABLE_4XX or status >= 500 or 300 <= status < 400:
         return Verdict.RETRY
     return Verdict.SPLIT
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Return the delay a ``Retry-After`` header asks for, in seconds (seconds or HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -176,6 +177,7 @@ def create_app(
     max_body_bytes: int = 1024 * 1024,
     routers: list[APIRouter] | None = None,
     sessions: Sessions | None = None,
+    schemas: list[type[BaseModel]] | None = None,
 ) -> tuple[BodyLimit, FastAPI]:
     """Build the local API around a running agent; return (the ASGI app to serve, the FastAPI app).
 
@@ -304,6 +306,20 @@ def create_app(
             raise HTTPException(404, "no such file") from None
         return Response(body, media_type=STATIC_TYPES[suffix], headers={"Cache-Control": "no-cache"})
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in schemas or []:
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+            schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return BodyLimit(app, max_body_bytes), app
 
 

@@ -88,8 +88,7 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     assert "cannot read the config file" in problem
 
 
-def test_example_config_only_fails_on_kinds_not_built_yet() -> None:
-    problems = errors_of(EXAMPLE)
-    assert all("not available in this version" in p for p in problems), problems
-    # The CSV and POSLog file sources validate; only the kinds still to come are refused.
-    assert not any("(pos-exports)" in p or "(poslog)" in p for p in problems), problems
+def test_the_example_config_is_valid_with_every_source_kind() -> None:
+    config = load_config(EXAMPLE)
+    assert [s.kind for s in config.sources] == ["file_drop", "file_drop", "http_ingest", "serial_tap"]
+    assert config.agent.api_token == "keyring:possync/api" and config.wms.token == "keyring:possync/wms"

@@ -102,7 +102,8 @@ def fill(outbox: Outbox, n: int, sku: str = "SKU-1") -> list[Movement]:
 
 def drain(loop: DeliveryLoop, steps: int = 100) -> None:
     for _ in range(steps):
-        loop._hold_until = 0.0  # tests do not sleep through backoff
+        loop._hold_until = 0.0  # tests do not sleep through backoff or linger
+        loop._last_partial_push = -1.0
         if loop.step() and loop.outbox.counts().pending == 0:
             return
 
@@ -183,3 +184,24 @@ def test_pause_and_resume(outbox: Outbox) -> None:
     loop.resume()
     drain(loop)
     assert len(wms.applied) == 2
+
+
+def test_partial_batches_linger_so_a_trickle_travels_together(outbox: Outbox) -> None:
+    wms = FakeWms()
+    loop = loop_for(outbox, wms, batch_size=10)
+    fill(outbox, 1)
+    assert loop.step() == 0.0 and wms.calls == [1]  # the first movement after a quiet spell goes at once
+    outbox.enqueue(
+        [movement(event_id=make_event_id("S001", "U", i, Kind.SALE), line_no=i) for i in range(1, 4)], source="s"
+    )
+    wait = loop.step()
+    assert 0 < wait <= 0.05 and wms.calls == [1]  # the next partial batch waits a moment for company
+    loop._last_partial_push = -1.0
+    assert loop.step() == 0.0 and wms.calls == [1, 3]
+
+
+def test_full_batches_never_linger(outbox: Outbox) -> None:
+    wms = FakeWms()
+    loop = loop_for(outbox, wms, batch_size=5)
+    fill(outbox, 12)
+    assert [loop.step(), loop.step()] == [0.0, 0.0] and wms.calls == [5, 5]

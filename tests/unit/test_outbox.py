@@ -291,3 +291,65 @@ def test_a_version_1_file_with_data_migrates_to_version_2(tmp_path: Path) -> Non
     again = Outbox.open_file(path)  # migrating is done once
     assert again.counts().ready == 3
     again.close()
+
+
+def test_concurrent_enqueues_are_grouped_and_each_gets_its_own_answer(outbox: Outbox) -> None:
+    import threading
+
+    commits = 0
+    write = outbox.db.write
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counting_write():  # type: ignore[no-untyped-def]
+        nonlocal commits
+        with write() as conn:
+            yield conn
+        commits += 1
+
+    outbox.db.write = counting_write  # type: ignore[method-assign]
+    results: dict[int, object] = {}
+    barrier = threading.Barrier(16)
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        batch = movements(3, txn=f"G{i % 8}")  # pairs of threads send the same transaction
+        results[i] = outbox.enqueue(batch, source="s")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outbox.counts().ready == 8 * 3
+    new = sum(len(r.new) for r in results.values())  # type: ignore[attr-defined]
+    dup = sum(len(r.duplicates) for r in results.values())  # type: ignore[attr-defined]
+    assert (new, dup) == (24, 24)  # each line stored once; the twin request was told "duplicate"
+    assert commits < 16, "concurrent enqueues should share commits"
+
+
+def test_one_failing_request_does_not_fail_its_group(outbox: Outbox) -> None:
+    import threading
+
+    good, bad = movements(2, "OK"), [replace(movements(1, "BAD")[0], line_no=None)]
+    gate = threading.Event()
+    errors: list[BaseException] = []
+    done: list[object] = []
+    with outbox._group._leader:  # hold the group's leader so both requests queue up into one group
+
+        def send(batch: list) -> None:  # type: ignore[type-arg]
+            try:
+                done.append(outbox.enqueue(batch, source="s"))
+            except Exception as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=send, args=(b,)) for b in (good, bad)]
+        for t in threads:
+            t.start()
+        while len(outbox._group._queue) < 2:
+            gate.wait(0.01)
+    for t in threads:
+        t.join()
+    assert len(done) == 1 and len(errors) == 1 and isinstance(errors[0], IntegrityError)
+    assert outbox.counts().ready == 2

@@ -1,0 +1,243 @@
+"""rest_poll against a POS REST API served on 127.0.0.1, into a real outbox."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from agent.capture import OutboxSink
+from agent.domain import ItemRecord
+from agent.mapping import ItemMaster
+from outbox.exceptions import ExceptionQueue
+from outbox.queue import Outbox
+from pos_adapters.base import SourceContext
+from pos_adapters.rest_poll import RestPollSettings, RestPollSource
+from tests.support.fake_pos import BASE_TIME, FakeShopify
+
+TOKEN = "shpat_test_token_0123456789"
+ITEMS = ItemMaster([ItemRecord(sku=s, units={"EA": Decimal(1)}) for s in ("SKU-1001", "SKU-1002", "SKU-2001")])
+
+
+@pytest.fixture
+def shop() -> Iterator[FakeShopify]:
+    fake = FakeShopify(TOKEN).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox.open_file(tmp_path / "outbox.sqlite")
+    yield box
+    box.close()
+
+
+def source(tmp_path: Path, url: str, **extra: Any) -> RestPollSource:
+    settings = RestPollSettings.model_validate(
+        {
+            "name": "shop",
+            "kind": "rest_poll",
+            "url": url,
+            "preset": "shopify-orders",
+            "auth": {"type": "header", "header": "X-Shopify-Access-Token", "token": "env:SHOP_TOKEN"},
+            "page_size": 2,
+            "overlap": "2m",
+            "initial_lookback": "30d",
+            **extra,
+        }
+    )
+    ctx = SourceContext(
+        store_id="S001",
+        timezone=ZoneInfo("America/Chicago"),
+        base_dir=tmp_path,
+        data_dir=tmp_path,
+        location="S001",
+        secrets=lambda ref: TOKEN if ref == "env:SHOP_TOKEN" else "wrong",
+    )
+    return RestPollSource(settings, ctx)
+
+
+def poll(src: RestPollSource, outbox: Outbox) -> None:
+    with httpx.Client() as http:
+        src.poll_once(http, OutboxSink(src.name, outbox, ITEMS, lambda _n: None), threading.Event())
+
+
+def stock(outbox: Outbox) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    with outbox.db.read() as conn:
+        for sku, delta in conn.exec_driver_sql("SELECT sku, delta FROM movement"):
+            totals[sku] = totals.get(sku, Decimal(0)) + Decimal(delta)
+    return {k: v for k, v in totals.items() if v}
+
+
+def test_orders_refunds_and_cancellations_become_movements(tmp_path: Path, shop: FakeShopify, outbox: Outbox) -> None:
+    shop.add_order(1, [(11, "SKU-1001", 2, "10.00"), (12, "SKU-2001", 1, "5.00")])
+    shop.add_order(2, [(21, "SKU-1002", 3, "7.00")])
+    shop.add_order(3, [(31, "SKU-1001", 1, "10.00")], location_id=2002)  # another store's order
+    src = source(tmp_path, shop.url, location_id="1001")
+    poll(src, outbox)
+    assert src.health.state == "ok", src.health.last_error
+    assert stock(outbox) == {"SKU-1001": -2, "SKU-2001": -1, "SKU-1002": -3}
+    shop.refund(1, 900, [(901, 11, 1, "return"), (902, 12, 1, "no_restock")])  # the sock was not brought back
+    shop.cancel(2)  # captured before: reversed
+    shop.add_order(4, [(41, "SKU-1001", 5, "10.00")])
+    shop.cancel(4)  # cancelled before we ever saw it: moves nothing
+    poll(src, outbox)
+    assert stock(outbox) == {"SKU-1001": -1, "SKU-2001": -1}
+    assert outbox.counts().exceptions_open == 0
+
+
+def test_paging_duplicates_and_pages_that_change_between_polls_neither_lose_nor_double(
+    tmp_path: Path, shop: FakeShopify, outbox: Outbox
+) -> None:
+    for n in range(1, 8):
+        shop.add_order(n, [(n * 10, "SKU-1001", 1, "1.00")])
+    shop.duplicate_boundary = True  # each page also repeats the next page's first order
+    src = source(tmp_path, shop.url)
+    poll(src, outbox)
+    assert stock(outbox) == {"SKU-1001": -7}
+    assert sum(1 for q in shop.requests if "page_info" in q) == 3  # pages 2-4 through the Link header
+    # Between polls, an old order changes (moves to the end of the list) and new ones arrive.
+    shop.refund(2, 500, [(501, 20, 1, "return")])
+    shop.add_order(8, [(80, "SKU-1002", 2, "1.00")])
+    poll(src, outbox)
+    assert stock(outbox) == {"SKU-1001": -6, "SKU-1002": -2}
+    since = [q["updated_at_min"][0] for q in shop.requests if "updated_at_min" in q]
+    assert since[1] > since[0], "the second poll asked from the stored mark, not from the start"
+
+
+def test_throttling_is_waited_out(tmp_path: Path, shop: FakeShopify, outbox: Outbox) -> None:
+    shop.add_order(1, [(11, "SKU-1001", 1, "1.00")])
+    shop.throttle_next = 2
+    src = source(tmp_path, shop.url)
+    poll(src, outbox)
+    assert src.health.state == "ok" and stock(outbox) == {"SKU-1001": -1}
+
+
+def test_a_pos_that_is_down_is_reported_and_caught_up_later(tmp_path: Path, shop: FakeShopify, outbox: Outbox) -> None:
+    shop.add_order(1, [(11, "SKU-1001", 1, "1.00")])
+    port = shop.port
+    shop.stop()
+    src = source(tmp_path, shop.url)
+    poll(src, outbox)
+    assert src.health.state == "error" and "POS API not reachable" in (src.health.last_error or "")
+    assert outbox.cursor("shop", "poll") is None  # nothing moved the mark
+    back = FakeShopify(TOKEN, port=port)
+    back.orders, back.clock = shop.orders, shop.clock
+    back.start()
+    try:
+        poll(src, outbox)
+    finally:
+        back.stop()
+    assert src.health.state == "ok" and stock(outbox) == {"SKU-1001": -1}
+
+
+def test_refused_credentials_and_foreign_next_links(tmp_path: Path, shop: FakeShopify, outbox: Outbox) -> None:
+    shop.token = "rotated"
+    src = source(tmp_path, shop.url)
+    poll(src, outbox)
+    assert src.health.last_error == "the POS API refused possync's credentials (HTTP 401)"
+    shop.token = TOKEN
+    for n in range(1, 4):
+        shop.add_order(n, [(n * 10, "SKU-1001", 1, "1.00")])
+    shop.next_host = "collector.example:80"
+    poll(src, outbox)
+    assert "credentials only go to" in (src.health.last_error or "")
+    mark = outbox.cursor("shop", "poll")
+    assert mark is not None and datetime.fromisoformat(mark["since"]) < BASE_TIME  # not moved: page 2 was never read
+    assert stock(outbox) == {"SKU-1001": -2}  # the first page is kept
+
+
+def test_a_bad_record_is_an_exception_and_its_neighbours_are_captured(
+    tmp_path: Path, shop: FakeShopify, outbox: Outbox
+) -> None:
+    shop.add_order(1, [(11, "SKU-1001", 1, "1.00")])
+    broken = shop.add_order(2, [(21, "SKU-1001", 1, "1.00")])
+    broken["line_items"][0]["quantity"] = "lots"
+    shop.add_order(3, [(31, "SKU-2001", 1, "1.00")])
+    src = source(tmp_path, shop.url)
+    poll(src, outbox)
+    assert stock(outbox) == {"SKU-1001": -1, "SKU-2001": -1}
+    (issue,) = ExceptionQueue(outbox.db).list()
+    assert issue.source_ref.startswith("shop record 2") and "quantity" in issue.message
+
+
+def test_generic_mapping_with_an_opaque_page_cursor(tmp_path: Path, outbox: Outbox) -> None:
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    sales = [
+        {
+            "id": f"T{n}",
+            "at": f"2026-11-20T10:0{n}:00-06:00",
+            "till": "R1",
+            "type": "SALE" if n != 3 else "REFUND",
+            "items": [{"code": "SKU-1001", "n": 1}],
+        }
+        for n in range(1, 6)
+    ]
+    seen: list[str] = []
+
+    class Api(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            from urllib.parse import parse_qs, urlsplit
+
+            cursor = parse_qs(urlsplit(self.path).query).get("after", ["0"])[0]
+            seen.append(cursor)
+            start = int(cursor)
+            body = json.dumps(
+                {"data": sales[start : start + 2], "meta": {"next": str(start + 2) if start + 2 < len(sales) else None}}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        src = RestPollSource(
+            RestPollSettings.model_validate(
+                {
+                    "name": "generic",
+                    "kind": "rest_poll",
+                    "url": f"http://127.0.0.1:{server.server_address[1]}/sales",
+                    "cursor": "page",
+                    "cursor_param": "after",
+                    "next_cursor": "meta.next",
+                    "records": "data",
+                    "page_size_param": "limit",
+                    "page_size": 2,
+                    "fields": {
+                        "transaction_id": "id",
+                        "occurred_at": "at",
+                        "terminal_id": "till",
+                        "kind": "type",
+                        "lines": "items",
+                    },
+                    "line_fields": {"item": "code", "quantity": "n"},
+                    "kinds": {"SALE": "sale", "REFUND": "return"},
+                }
+            ),
+            SourceContext("S001", ZoneInfo("America/Chicago"), tmp_path, tmp_path, "S001"),
+        )
+        with httpx.Client() as http:
+            src.poll_once(http, OutboxSink("generic", outbox, ITEMS, lambda _n: None), threading.Event())
+            assert stock(outbox) == {"SKU-1001": -3}
+            assert outbox.cursor("generic", "poll") == {"cursor": "4"}
+            src.poll_once(http, OutboxSink("generic", outbox, ITEMS, lambda _n: None), threading.Event())
+        assert seen == ["0", "2", "4", "4"] and stock(outbox) == {"SKU-1001": -3}
+    finally:
+        server.shutdown()
+        server.server_close()
