@@ -47,6 +47,11 @@ def retry_exception(outbox: Outbox, queue: ExceptionQueue, items: ItemMaster, ex
             f"exception {exception_id} ({view.code}) needs a person: {view.message}. "
             "Nothing can be retried as it is; resolve it once it is dealt with."
         )
+    if view.category == Category.STORAGE:
+        raise CannotRetry(
+            f"exception {exception_id} records that the outbox was damaged and replaced; what could be read was "
+            f"already queued again. Keep the set-aside copy ({view.source_ref}) for IT, then resolve this exception."
+        )
     raise CannotRetry(
         f"exception {exception_id} is a line possync could not read ({view.code}); nothing can be sent "
         "as it is. Correct it at the POS and export it again, then resolve this exception."

@@ -12,9 +12,11 @@ Invariants:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -24,6 +26,7 @@ from agent.api.server import ApiServer
 from agent.capture import OutboxSink
 from agent.config import Config
 from agent.delivery import DeliveryLoop
+from agent.domain import CaptureIssue, Cursor
 from agent.live import LiveState
 from agent.mapping import ItemMaster
 from agent.metrics import History
@@ -31,6 +34,7 @@ from agent.secrets import resolve_secret
 from agent.singleton import DataDirLock
 from agent.status import Thresholds, build_status
 from outbox.backoff import Backoff
+from outbox.db import DatabaseDamaged
 from outbox.exceptions import ExceptionQueue, ExceptionView
 from outbox.items import ItemCache
 from outbox.queue import Outbox
@@ -38,7 +42,7 @@ from outbox.state import AgentState
 from pos_adapters.base import REGISTRY as SOURCE_KINDS
 from pos_adapters.base import Source, SourceContext
 from wms_client.base import REGISTRY as WMS_KINDS
-from wms_client.base import WmsClient
+from wms_client.base import WmsAuthError, WmsClient, WmsUnavailable
 
 log = logging.getLogger("possync.agent")
 
@@ -58,9 +62,10 @@ def possync_version() -> str:
 class Agent:
     """All parts of one store agent, started and stopped together."""
 
-    def __init__(self, config: Config) -> None:
-        """Keep the config; call ``start`` to build and run."""
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
+        """Keep the config; call ``start`` to build and run. ``clock`` is the wall clock of the outbox."""
         self.config = config
+        self.clock = clock
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = DataDirLock(config.data_dir)
@@ -104,7 +109,10 @@ class Agent:
         from agent.scheduler import Scheduler
 
         cfg = self.config
-        self.outbox = Outbox.open_file(cfg.outbox_path, lease_s=LEASE_S, max_backoff_s=cfg.sync.max_retry_delay)
+        try:
+            self.outbox = self._open_outbox()
+        except DatabaseDamaged as exc:
+            self.outbox = self._recover_damaged_outbox(str(exc))
         self.item_cache = ItemCache(self.outbox.db)
         self.items = ItemMaster(self.item_cache.load())
         previous = AgentState(self.outbox.db).get_all()
@@ -149,6 +157,62 @@ class Agent:
         thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)  # type: ignore[arg-type]
         thread.start()
         self._threads.append(thread)
+
+    def _open_outbox(self) -> Outbox:
+        cfg = self.config
+        return Outbox.open_file(
+            cfg.outbox_path, lease_s=LEASE_S, max_backoff_s=cfg.sync.max_retry_delay, clock=self.clock
+        )
+
+    def _recover_damaged_outbox(self, reason: str) -> Outbox:
+        """Set a damaged outbox aside, start a new one, and re-queue what the damaged copy still holds.
+
+        The agent keeps running (no crash loop); an exception tells people what happened and where
+        the damaged copy is.
+        """
+        from outbox.recovery import salvage, set_aside
+
+        path = self.config.outbox_path
+        folder = set_aside(path, reason)
+        log.error("the outbox was damaged (%s); set aside in %s, starting a new one", reason, folder)
+        outbox = self._open_outbox()
+        found = salvage(folder / path.name)
+        for source, key, value in found.cursors:
+            try:
+                outbox.save_cursor(source, Cursor(key, json.loads(value)))
+            except ValueError:
+                found.problems.append(f"cursor {source}/{key} unreadable; that source re-reads its input (safe)")
+        mapped = [m for m in found.movements if m.is_mapped]
+        unmapped, issues = ItemMaster().map([m for m in found.movements if not m.is_mapped])
+        for i in range(0, len(mapped), 2000):
+            outbox.enqueue(mapped[i : i + 2000], source="recovery")
+        outbox.enqueue(unmapped, None, issues, source="recovery")
+        lost = (
+            " Nothing was unreadable."
+            if not found.unreadable_chunks
+            else f" {found.unreadable_chunks} part(s) of the old file could not be read: IT should check the copy."
+        )
+        outbox.enqueue(
+            [],
+            None,
+            [
+                CaptureIssue(
+                    issue_id=f"outbox-damaged-{folder.name}",
+                    source="outbox",
+                    source_ref=str(folder),
+                    code="OUTBOX_DAMAGED",
+                    message=(
+                        f"the outbox file was damaged ({reason}) and was set aside in {folder}; possync started a new "
+                        f"one and re-queued {len(found.movements)} movement(s) not yet confirmed by the WMS (sending "
+                        f"them again is safe).{lost}"
+                    ),
+                    raw="; ".join(found.problems)[:4000],
+                )
+            ],
+            source="outbox",
+        )
+        log.warning("recovered %d movement(s) from the damaged outbox", len(found.movements))
+        return outbox
 
     def _start_api(self) -> None:
         cfg = self.config.agent
@@ -250,7 +314,14 @@ class Agent:
     def refresh_item_master(self) -> None:
         """Fetch the item master, cache it, and release held movements it now maps."""
         started = time.monotonic()
-        items = self.client.item_master()
+        try:
+            items = self.client.item_master()
+        except WmsAuthError as exc:
+            self.live.auth_refused(f"item master: {exc}")
+            raise
+        except WmsUnavailable as exc:
+            self.live.failed(f"item master: {exc}")
+            raise
         self.live.reachable(time.monotonic() - started)
         self.item_cache.replace(items)
         self.items.replace(items)
@@ -284,10 +355,17 @@ class Agent:
             log.info("retention: purged %d acknowledged movement(s)", gone)
 
     def status(self) -> dict[str, Any]:
-        """Return the same status record ``possync status --json`` prints."""
+        """Return the same status record ``possync status --json`` prints, from this process's live state.
+
+        Live values come from memory, not from the outbox file, so the status stays true even when the
+        data folder cannot be written (disk full, read-only) and the persisted heartbeat goes stale.
+        """
+        live = asdict(self.live.snapshot())
+        live["heartbeat_at"] = time.time()
+        live["history"] = self.metrics.to_json()
         return build_status(
             self.outbox.counts(),
-            AgentState(self.outbox.db).get_all(),
+            live,
             thresholds(self.config),
             store_id=self.config.agent.store_id,
             data_dir=self.config.data_dir,

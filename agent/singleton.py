@@ -12,6 +12,10 @@ class AlreadyRunning(RuntimeError):
     """Another agent holds this data folder."""
 
 
+class DataDirUnusable(RuntimeError):
+    """The data folder cannot be written (read-only, missing permissions, full)."""
+
+
 class DataDirLock:
     """An exclusive, non-blocking lock on ``<data_dir>/agent.lock``."""
 
@@ -22,8 +26,14 @@ class DataDirLock:
 
     def acquire(self) -> None:
         """Take the lock or raise ``AlreadyRunning`` naming the holder's pid."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the process lifetime)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held for the process lifetime)
+        except OSError as exc:
+            raise DataDirUnusable(
+                f"the data folder {self.path.parent} cannot be written ({exc.strerror or exc}); possync keeps its "
+                "outbox there: make it writable for the agent's account, or set agent.data_dir"
+            ) from None
         try:
             _lock(handle)
         except OSError:

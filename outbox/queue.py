@@ -44,6 +44,7 @@ from outbox.schema import (
     Status,
     table,
 )
+from outbox.wal import wal_problem
 
 log = logging.getLogger("possync.outbox")
 
@@ -93,6 +94,8 @@ def category_for(code: str, *, holds_movement: bool = True) -> Category:
     """Map an issue code to the exception category shown to people."""
     if code.startswith("VOID_"):
         return Category.POST_VOID
+    if code == "OUTBOX_DAMAGED":
+        return Category.STORAGE
     if not holds_movement:
         return Category.CAPTURE
     if code == "UNKNOWN_ITEM":
@@ -226,6 +229,10 @@ class Outbox:
 
     def open(self) -> None:
         """Check the file, bring the schema up to date and release leases left by a crash."""
+        wal = wal_problem(self.db.path)
+        if wal is not None:
+            self.db.close()
+            raise DatabaseDamaged(f"{self.db.path}: {wal}")
         problem = self.db.quick_check()
         if problem != "ok":
             self.db.close()

@@ -33,6 +33,7 @@ class Category(StrEnum):
     REJECTED = "rejected"
     CAPTURE = "capture"
     POST_VOID = "post_void"
+    STORAGE = "storage"
 
 
 class ExceptionStatus(StrEnum):

@@ -65,6 +65,9 @@ NAME_MAX = 255  # bytes in one file name on the file systems possync runs on
 OPEN_TIMEOUT_S = 60.0  # a file held open but unchanged this long (or 10 x settle) is read anyway
 
 
+STORE_RETRY_S = 10.0  # a file that could not be stored (disk full, database locked) is tried again this often
+
+
 class FileChanged(RuntimeError):
     """The file changed while it was being read; it is read again once it settles."""
 
@@ -366,9 +369,17 @@ class FileDropSource:
             self._seen.pop(name, None)
             return
         except CaptureRefused as exc:
-            self.health.state, self.health.last_error = "error", f"{shown}: could not store: {exc}"
-            log.error("%s: %s could not be stored, will retry in 30 s: %s", self.name, shown, exc)
-            self._retry_at[name] = time.monotonic() + 30.0
+            message = f"{shown}: could not store: {exc}"
+            if self.health.last_error != message:
+                log.error(
+                    "%s: %s could not be stored; it stays in the folder and is retried every %.0f s: %s",
+                    self.name,
+                    shown,
+                    STORE_RETRY_S,
+                    exc,
+                )
+            self.health.state, self.health.last_error = "error", message
+            self._retry_at[name] = time.monotonic() + STORE_RETRY_S
             return
         except FileNotFoundError:
             log.info("%s: %s disappeared before it was read", self.name, shown)

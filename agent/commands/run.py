@@ -19,16 +19,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.logs import setup_logging
     from agent.runtime import Agent
     from agent.secrets import SecretError
-    from agent.singleton import AlreadyRunning
+    from agent.singleton import AlreadyRunning, DataDirUnusable
     from outbox.db import DatabaseDamaged
     from outbox.migrations import SchemaMismatch
 
     config = load_config_or_exit(args)
-    setup_logging(config.agent.log_level, config.data_dir / "logs")
+    try:
+        setup_logging(config.agent.log_level, config.data_dir / "logs")
+    except OSError as exc:
+        setup_logging(config.agent.log_level)
+        return fail(f"cannot start: the log folder in {config.data_dir} cannot be written ({exc.strerror or exc})")
     agent = Agent(config)
     try:
         agent.start()
-    except (SecretError, AlreadyRunning, DatabaseDamaged, SchemaMismatch, OSError) as exc:
+    except (SecretError, AlreadyRunning, DataDirUnusable, DatabaseDamaged, SchemaMismatch, OSError) as exc:
         return fail(f"cannot start: {exc}")
     stop = agent.stop_event
 

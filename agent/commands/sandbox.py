@@ -31,6 +31,8 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--latency-ms", type=int, default=0, help="delay before answering a push")
     p.add_argument("--refuse-for", type=float, default=0.0, help="refuse connections for this many seconds at start")
     p.add_argument("--seed", type=int, default=None, help="seed for the fault dice")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM; needs --tls-key)")
+    p.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
     p.set_defaults(func=cmd_sandbox)
 
 
@@ -57,7 +59,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         seed=args.seed,
     )
-    server = SandboxServer(Path(args.data), items, token, host=args.host, port=args.port, faults=faults)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return fail("--tls-cert and --tls-key go together", 2)
+    tls = (Path(args.tls_cert), Path(args.tls_key)) if args.tls_cert else None
+    server = SandboxServer(Path(args.data), items, token, host=args.host, port=args.port, faults=faults, tls=tls)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

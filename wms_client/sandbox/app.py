@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import json
 import random
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +42,7 @@ class Faults:
     fail_after_commit_rate: float = 0.0  # share of pushes applied, then answered 500
     throttle_rate: float = 0.0  # share of requests answered 429 with Retry-After
     retry_after_s: int = 1
+    retry_after_http_date: bool = False  # send Retry-After as an HTTP date instead of seconds
     latency_ms: int = 0  # delay before answering a push (after applying it)
     seed: int | None = None
     rng: random.Random = field(default_factory=random.Random, repr=False)
@@ -207,12 +210,12 @@ def create_app(state: SandboxState) -> FastAPI:
         state.counters["requests"] += 1
         faults = state.faults
         if request.url.path.startswith("/v1/") and faults.hit(faults.throttle_rate):
-            return _error(
-                429,
-                "RATE_LIMITED",
-                "too many requests",
-                {"Retry-After": str(faults.retry_after_s)},
+            when = (
+                email.utils.formatdate(time.time() + faults.retry_after_s, usegmt=True)
+                if faults.retry_after_http_date
+                else str(faults.retry_after_s)
             )
+            return _error(429, "RATE_LIMITED", "too many requests", {"Retry-After": when})
         return await call_next(request)
 
     @app.exception_handler(HTTPException)

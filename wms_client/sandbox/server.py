@@ -31,10 +31,15 @@ class SandboxServer:
         host: str = "127.0.0.1",
         port: int = 0,
         faults: Faults | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
-        """Open the ledger (loading items from ``items_csv`` if given); nothing listens yet."""
+        """Open the ledger (loading items from ``items_csv`` if given); nothing listens yet.
+
+        ``tls`` is (certificate file, key file): the sandbox then serves HTTPS.
+        """
         self.host = host
         self.port = port
+        self.tls = tls
         self.ledger = Ledger(Path(data_dir) / "sandbox-wms.sqlite")
         if items_csv is not None:
             self.ledger.load_items_csv(Path(items_csv))
@@ -51,7 +56,7 @@ class SandboxServer:
     @property
     def url(self) -> str:
         """The base URL clients use."""
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> None:
         """Start listening; returns once the socket accepts connections."""
@@ -67,6 +72,8 @@ class SandboxServer:
             access_log=False,
             lifespan="off",
             timeout_keep_alive=30,
+            ssl_certfile=str(self.tls[0]) if self.tls else None,
+            ssl_keyfile=str(self.tls[1]) if self.tls else None,
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="sandbox-wms", daemon=True)
