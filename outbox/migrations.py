@@ -9,11 +9,14 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from sqlalchemy import Connection
 
 from outbox.db import Database
+
+log = logging.getLogger("possync.outbox")
 
 
 class SchemaMismatch(RuntimeError):
@@ -132,7 +135,11 @@ def migrate(db: Database) -> tuple[int, int]:
             f"({CURRENT_VERSION}); install the newer possync again or restore a backup."
         )
     for version in range(before + 1, CURRENT_VERSION + 1):
+        if before:  # a new file is created, not upgraded: nothing worth telling IT
+            log.info("upgrading the outbox %s to schema version %d (all movements are kept)", db.path, version)
         with db.write() as conn:
             MIGRATIONS[version - 1](conn)
             conn.exec_driver_sql(f"PRAGMA user_version={version}")
+    if before and before < CURRENT_VERSION:
+        log.info("outbox %s upgraded from schema version %d to %d", db.path, before, CURRENT_VERSION)
     return before, CURRENT_VERSION

@@ -26,13 +26,19 @@ SKUS = [
 ]
 
 
-def build_backlog(path: Path, count: int, prefix: str = "BL", age_s: float = 0.0) -> None:
+def build_backlog(
+    path: Path, count: int, prefix: str = "BL", age_s: float = 0.0, schema_version: int | None = None
+) -> None:
     """Create an outbox at ``path`` holding ``count`` ready sales (one unit each, rotating SKUs), ``age_s`` old.
 
     The rows are generated inside SQLite (a recursive CTE) so a million take seconds, not minutes;
-    event ids are unique per row, payloads are full wire movements.
+    event ids are unique per row, payloads are full wire movements. ``schema_version`` builds the file
+    as an older possync left it (only the migrations up to that version), for upgrade tests.
     """
-    Outbox.open_file(path).close()  # the real schema, migrated
+    if schema_version is None:
+        Outbox.open_file(path).close()  # the real schema, migrated
+    else:
+        _old_schema(path, schema_version)
     template = Movement(
         event_id="E",
         store_id="S001",
@@ -74,3 +80,18 @@ def build_backlog(path: Path, count: int, prefix: str = "BL", age_s: float = 0.0
     conn.commit()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+
+
+def _old_schema(path: Path, version: int) -> None:
+    """Create the outbox file at schema ``version`` the way that possync's migrations left it."""
+    from outbox.db import Database
+    from outbox.migrations import MIGRATIONS
+
+    db = Database(path)
+    try:
+        for number, migration in enumerate(MIGRATIONS[:version], 1):
+            with db.write() as conn:
+                migration(conn)
+                conn.exec_driver_sql(f"PRAGMA user_version={number}")
+    finally:
+        db.close()

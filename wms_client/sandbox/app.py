@@ -27,6 +27,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from wms_client.sandbox.ledger import Ledger
 
@@ -66,6 +67,9 @@ class SandboxState:
     token: str
     faults: Faults
     refuse: Callable[[float], None] = lambda _s: None
+    # In-process test seam: called with "push.received", "push.applied" (before the answer is sent)
+    # and "stock.page", so a crash harness can kill the agent at exactly those moments.
+    probe: Callable[[str], None] = lambda _event: None
     counters: dict[str, int] = field(default_factory=lambda: {"requests": 0, "pushes": 0})
 
 
@@ -253,10 +257,14 @@ def create_app(state: SandboxState) -> FastAPI:
     async def push(store_id: str, request: Request) -> Any:
         """Apply up to 500 events; each answers accepted, duplicate or rejected."""
         state.counters["pushes"] += 1
+        state.probe("push.received")
         faults = state.faults
         if faults.hit(faults.error_rate):
             return _error(503, "UNAVAILABLE", "the WMS is temporarily unavailable (injected fault)")
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the client went away mid-request (e.g. killed): nothing was applied
+            return _error(400, "CLIENT_GONE", "the client disconnected before the body arrived")
         if len(body) > MAX_BODY_BYTES:
             return _error(413, "TOO_LARGE", f"request body over {MAX_BODY_BYTES} bytes")
         try:
@@ -269,6 +277,7 @@ def create_app(state: SandboxState) -> FastAPI:
         if len(events) > MAX_EVENTS:
             return _error(413, "TOO_LARGE", f"at most {MAX_EVENTS} events per request")
         verdicts = await run_in_threadpool(state.ledger.apply, store_id, events)
+        state.probe("push.applied")
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
         if faults.hit(faults.fail_after_commit_rate):
@@ -282,6 +291,7 @@ def create_app(state: SandboxState) -> FastAPI:
         page_token: str | None = None,
     ) -> dict[str, Any]:
         """Return one page of the store's stock, pinned to the version of the first page."""
+        state.probe("stock.page")
         if page_token:
             decoded = _decode_token(page_token)
             version, after = int(decoded["v"]), (str(decoded["s"]), str(decoded["l"]))
