@@ -293,8 +293,15 @@ class Report:
     partial_receipts: int = 0
     receipts_cut: int = 0
     open_exceptions: int = 0
+    exceptions: list[str] = field(default_factory=list)  # "CODE (source): message" of each open one
     pushes: int = 0
     seconds: float = 0.0
+
+    def unexplained_exceptions(self) -> list[str]:
+        """Open exceptions a clean feed cannot explain: all but the receipts a kill cut in two."""
+        cut = [e for e in self.exceptions if e.startswith("RECEIPT_") and "(receipt-tap)" in e]
+        others = [e for e in self.exceptions if e not in cut]
+        return others + (cut[self.receipts_cut :] if len(cut) > self.receipts_cut else [])
 
     @property
     def ok(self) -> bool:
@@ -311,7 +318,7 @@ class Report:
             f"at the WMS over {self.pushes} pushes; lost {len(self.lost)}, "
             f"applied twice {len(self.twice)}, foreign {len(self.foreign)}, changed {len(self.wrong)}, "
             f"receipts captured in part {self.partial_receipts}; receipts cut by a kill {self.receipts_cut}; "
-            f"open exceptions {self.open_exceptions}"
+            f"open exceptions {self.open_exceptions} {self.exceptions}"
         )
 
 
@@ -513,6 +520,8 @@ class CrashRun:
         time.sleep(3.0)  # let anything that should not be there arrive too
         status = httpx.get(self.api_url + "/api/v1/status", headers={"Authorization": f"Bearer {API_TOKEN}"}).json()
         self.report.open_exceptions = int(status.get("exceptions_open", 0))
+        listing = httpx.get(self.api_url + "/api/v1/exceptions", headers={"Authorization": f"Bearer {API_TOKEN}"})
+        self.report.exceptions = [f"{e['code']} ({e['source']}): {e['message']}" for e in listing.json()]
         self.report.pushes = self.sandbox.state.counters["pushes"]
         agent.stop()
         self.compare(self.sandbox.ledger.ledger_rows(0, 10_000_000))

@@ -25,4 +25,6 @@ def test_random_sigkills_lose_nothing_and_apply_nothing_twice(tmp_path: Path) ->
     assert report.handed_over > 500, "the feeds handed over too little to prove anything"
     reached = {m for m in MOMENTS if report.kills[m]}
     assert {"startup", "random", "enqueue", "wms_request", "after_accept"} <= reached, report.summary()
-    assert report.open_exceptions == 0, "a clean feed raised exceptions"
+    # A receipt whose tail was lost on the line when the agent died is an exception (its fragment is
+    # kept for a person); nothing else may be.
+    assert not report.unexplained_exceptions(), report.summary()
