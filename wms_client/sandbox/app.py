@@ -143,7 +143,9 @@ class StockPage(BaseModel):
     """One page of a stock snapshot pinned to ``version``."""
 
     store_id: str
-    version: int = Field(description="Ledger position the snapshot is pinned to: it includes every event whose `seq` is at or below it.")
+    version: int = Field(
+        description="Ledger position the snapshot is pinned to: it includes every event whose `seq` is at or below it."
+    )
     as_of: str
     items: list[StockItemOut]
     next_page_token: str | None
