@@ -71,7 +71,11 @@ def test_a_day_offline_keeps_the_stock_view_right_and_reconciles_clean_after_rec
     export = tmp_path / "pos-import" / "stock.csv"
     agent = AgentProcess(config, env).start()
     try:
-        wait_for(lambda: status_json(config, env).get("snapshot_version") is not None, what="first snapshot")
+        outbox = tmp_path / "data" / "outbox.sqlite"
+        wait_for(
+            lambda: outbox.exists() and status_json(config, env).get("snapshot_version") is not None,
+            what="first snapshot",
+        )
         opening = {r["sku"]: Decimal(r["on_hand"]) for r in sandbox.ledger.all_stock() if r["location"] == "S001"}
         assert {s: Decimal(r["effective_on_hand"]) for s, r in view(config, env).items()} == opening
 
