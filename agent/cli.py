@@ -11,9 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from agent.commands import demo, exceptions, receipts, run, sandbox, status, tray, version
+from agent.commands import demo, exceptions, receipts, reconcile, run, sandbox, status, stock, tray, version
 
-COMMANDS = (run, status, exceptions, receipts, sandbox, demo, tray, version)
+COMMANDS = (run, status, stock, reconcile, exceptions, receipts, sandbox, demo, tray, version)
 
 
 def build_parser() -> argparse.ArgumentParser:

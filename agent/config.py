@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from agent.domain import check_secret_ref, parse_duration
 from agent.kinds import load_kinds
+from outbox.stock import FIELDS as STOCK_FIELDS
 from pos_adapters.base import REGISTRY as SOURCE_KINDS
 from pos_adapters.base import SourceSettings
 from wms_client.base import REGISTRY as WMS_KINDS
@@ -74,6 +75,38 @@ class SyncSettings(BaseModel):
     disk_min_free_mb: float = Field(500.0, ge=0)
 
 
+class StockSettings(BaseModel):
+    """``[stock]``: the CSV export of the store stock view that a POS imports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    export_dir: str | None = None
+    export_file: str = Field("stock.csv", pattern=r"^[^/\\]+$")
+    export_columns: list[str] = Field(
+        default_factory=lambda: ["sku", "location", "effective_on_hand", "allocated", "available", "snapshot_as_of"],
+        min_length=1,
+    )
+    export_every: Duration = 300.0
+
+    @field_validator("export_columns")
+    @classmethod
+    def _known_columns(cls, value: list[str]) -> list[str]:
+        unknown = [c for c in value if c not in STOCK_FIELDS]
+        if unknown:
+            raise ValueError(f"unknown column(s) {', '.join(unknown)} (available: {', '.join(STOCK_FIELDS)})")
+        return value
+
+
+class ReconcileSettings(BaseModel):
+    """``[reconcile]``: the daily reconciliation report and when drift turns the tray red."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: str = Field("02:30", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    report_dir: str | None = None
+    drift_threshold: int = Field(0, ge=0)
+
+
 @dataclass(frozen=True)
 class Config:
     """A validated configuration with its paths resolved."""
@@ -83,6 +116,8 @@ class Config:
     wms: WmsSettings
     sync: SyncSettings
     sources: list[SourceSettings]
+    stock: StockSettings = field(default_factory=lambda: StockSettings.model_validate({}))
+    reconcile: ReconcileSettings = field(default_factory=lambda: ReconcileSettings.model_validate({}))
 
     @property
     def base_dir(self) -> Path:
@@ -100,6 +135,20 @@ class Config:
     def outbox_path(self) -> Path:
         """The outbox SQLite file."""
         return self.data_dir / "outbox.sqlite"
+
+    @property
+    def export_path(self) -> Path | None:
+        """Where the stock CSV export is written, or None when the export is off."""
+        if not self.stock.export_dir:
+            return None
+        return (self.base_dir / self.stock.export_dir).resolve() / self.stock.export_file
+
+    @property
+    def report_dir(self) -> Path:
+        """Where reconciliation reports are written."""
+        if self.reconcile.report_dir:
+            return (self.base_dir / self.reconcile.report_dir).resolve()
+        return self.data_dir / "reports"
 
     @property
     def location(self) -> str:
@@ -145,10 +194,12 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Config:
     """Validate an already parsed config (pure); raise ``ConfigError`` on mistakes."""
     problems: list[Problem] = []
     for key in raw:
-        if key not in ("agent", "wms", "sync", "sources"):
-            problems.append(Problem((key,), "unknown section (expected agent, wms, sync, sources)"))
+        if key not in ("agent", "wms", "sync", "sources", "stock", "reconcile"):
+            problems.append(Problem((key,), "unknown section (expected agent, wms, sync, sources, stock, reconcile)"))
     agent = _section(AgentSettings, raw.get("agent"), ("agent",), problems, required=True)
     sync = _section(SyncSettings, raw.get("sync", {}), ("sync",), problems)
+    stock = _section(StockSettings, raw.get("stock", {}), ("stock",), problems)
+    reconcile = _section(ReconcileSettings, raw.get("reconcile", {}), ("reconcile",), problems)
     wms_raw = raw.get("wms")
     wms: BaseModel | None = None
     if not isinstance(wms_raw, dict):
@@ -167,7 +218,8 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Config:
         raise ConfigError(path, [_format(path, locator, p, raw) for p in problems])
     assert isinstance(agent, AgentSettings) and isinstance(sync, SyncSettings)
     assert isinstance(wms, WmsSettings)
-    return Config(path=path, agent=agent, wms=wms, sync=sync, sources=sources)
+    assert isinstance(stock, StockSettings) and isinstance(reconcile, ReconcileSettings)
+    return Config(path=path, agent=agent, wms=wms, sync=sync, sources=sources, stock=stock, reconcile=reconcile)
 
 
 def _sources(raw: Any, problems: list[Problem]) -> list[SourceSettings]:

@@ -12,6 +12,7 @@ Invariants:
   movements arriving together travel together (fewer requests and commits); the first movement after
   a quiet spell and every full batch go at once.
 - Waiting uses the monotonic clock, so wall-clock jumps neither stall nor storm retries.
+- ``exchange`` is held from each push until its results are recorded (see ``outbox.stock``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class DeliveryLoop:
         self._auth_blocked_until: float | None = None
         self._failures = 0
         self._last_partial_push = -LINGER_S
+        # Held from a push until its results are recorded: a stock snapshot is stored only between
+        # exchanges, so every event the WMS had applied by then has its ack (and position) recorded.
+        self.exchange = threading.Lock()
 
     # -- controls ----------------------------------------------------------------------------
 
@@ -119,7 +123,8 @@ class DeliveryLoop:
         if not batch:
             due = self.outbox.next_due_in()
             return IDLE_RECHECK_S if due is None else min(max(due, 0.01), IDLE_RECHECK_S)
-        self.deliver(batch)
+        with self.exchange:
+            self.deliver(batch)
         if len(batch) < self.batch_size:
             self._last_partial_push = time.monotonic()
         return 0.0
@@ -149,8 +154,9 @@ class DeliveryLoop:
         ]
         rejected = [r for r in report.results if r.outcome is Outcome.REJECTED]
         retry = [r.event_id for r in report.results if r.outcome is Outcome.RETRY]
+        positions = {r.event_id: r.position for r in report.results if r.position is not None}
         try:
-            self.outbox.ack(done)
+            self.outbox.ack(done, positions)
             for result in rejected:
                 self.outbox.reject(result.event_id, result.code or "REJECTED", result.message or "")
                 log.warning("WMS rejected %s: %s %s", result.event_id, result.code, result.message)

@@ -302,6 +302,7 @@ class EventResult:
     outcome: Outcome
     code: str | None = None
     message: str | None = None
+    position: int | None = None  # where the WMS applied it, comparable with ``Snapshot.version``
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +349,11 @@ class StockLevel:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A versioned stock snapshot of one store; a lower version never replaces a higher one."""
+    """A versioned stock snapshot of one store; a lower version never replaces a higher one.
+
+    ``version`` is the WMS's high-water mark of applied events: an event whose ack carried a
+    ``position`` at or below it is already in these levels; one above it is not yet.
+    """
 
     store_id: str
     version: int

@@ -42,6 +42,12 @@ class LiveValues:
     api_url: str | None = None
     delivered_total: int = 0
     captured_total: int = 0
+    snapshot_version: int | None = None
+    snapshot_pulled_at: float | None = None
+    snapshot_levels: int | None = None
+    reconcile_day: str | None = None
+    reconcile_drift_skus: int | None = None
+    reconcile_at: float | None = None
 
 
 class LiveState:
@@ -129,6 +135,26 @@ class LiveState:
         with self._lock:
             self._values.item_master_count, self._values.item_master_at = count, time.time()
         self.flush(force=True)
+
+    def stock_snapshot(self, version: int, levels: int) -> None:
+        """Record a stock snapshot pulled from the WMS (stored or not: it confirms the view)."""
+        with self._lock:
+            v = self._values
+            v.snapshot_version, v.snapshot_levels, v.snapshot_pulled_at = version, levels, time.time()
+        self.flush(force=True)
+
+    def reconciled(self, day: str, drift_skus: int) -> None:
+        """Record the outcome of the daily reconciliation."""
+        with self._lock:
+            v = self._values
+            v.reconcile_day, v.reconcile_drift_skus, v.reconcile_at = day, drift_skus, time.time()
+        self.flush(force=True)
+
+    def restore_reconcile(self, day: str | None, drift_skus: int | None, at: float | None) -> None:
+        """Carry the last reconciliation over a restart (it runs once a day)."""
+        with self._lock:
+            v = self._values
+            v.reconcile_day, v.reconcile_drift_skus, v.reconcile_at = day, drift_skus, at
 
     def sources(self, health: dict[str, dict[str, Any]]) -> None:
         """Record the sources' health."""

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,7 +39,9 @@ from outbox.db import DatabaseDamaged
 from outbox.exceptions import ExceptionQueue, ExceptionView
 from outbox.items import ItemCache
 from outbox.queue import Outbox
+from outbox.reconcile import Report
 from outbox.state import AgentState
+from outbox.stock import StockRecord, StockView
 from pos_adapters.base import REGISTRY as SOURCE_KINDS
 from pos_adapters.base import Source, SourceContext
 from wms_client.base import REGISTRY as WMS_KINDS
@@ -49,6 +52,7 @@ log = logging.getLogger("possync.agent")
 LEASE_S = 120.0
 HEARTBEAT_S = 2.0
 HISTORY_EVERY_S = 60.0
+RECONCILE_CHECK_S = 60.0
 
 
 def possync_version() -> str:
@@ -77,6 +81,8 @@ class Agent:
         self.sources: list[Source] = []
         self._item_master_due = 0.0
         self._item_master_failures = 0
+        self._snapshot_due = 0.0
+        self._snapshot_failures = 0
 
     def start(self) -> None:
         """Build every part and start the threads; raises if anything cannot be built."""
@@ -121,6 +127,10 @@ class Agent:
         self.metrics.load(previous.get("history"))
         if len(self.items):
             self.live.item_master(len(self.items))
+        self.stock = StockView(self.outbox.db)
+        self.live.restore_reconcile(
+            previous.get("reconcile_day"), previous.get("reconcile_drift_skus"), previous.get("reconcile_at")
+        )
         kind = WMS_KINDS[cfg.wms.kind]
         self.client = kind.build(cfg.wms, cfg.agent.store_id, lambda ref: resolve_secret(ref, cfg.base_dir))
         self.delivery = DeliveryLoop(
@@ -148,6 +158,10 @@ class Agent:
         self.scheduler.every(60, "lease-recovery", self._recover_expired_leases)
         self.scheduler.every(3600, "retention", self._purge)
         self.scheduler.every(HISTORY_EVERY_S, "history", self._sample_history)
+        self.scheduler.every(1, "stock-snapshot", self.refresh_stock_if_due)
+        if cfg.export_path is not None:
+            self.scheduler.every(cfg.stock.export_every, "stock-export", self.export_stock)
+        self.scheduler.every(RECONCILE_CHECK_S, "reconcile", self.reconcile_if_due)
         self.live.flush(force=True)
         if len(self.items) == 0:
             # First start: without an item master every capture would be held, so try once now.
@@ -260,8 +274,92 @@ class Agent:
         return self.metrics.to_json()
 
     def sync_now(self) -> None:
-        """Deliver now (ends backoff waits, re-checks credentials, re-reads the item master if due)."""
+        """Deliver now (ends backoff waits, re-checks credentials) and pull a stock snapshot soon."""
+        self._snapshot_due = 0.0
         self.delivery.sync_now()
+
+    # -- store stock view --------------------------------------------------------------------
+
+    def stock_records(self, sku: str | None) -> list[StockRecord]:
+        """Return the effective stock of one SKU (or barcode/alias), or of every SKU."""
+        now = time.time()
+        if sku is None:
+            return self.stock.all(now)
+        resolved = self.stock.resolve(sku)
+        return self.stock.lookup(resolved, now) if resolved else []
+
+    def refresh_stock_if_due(self) -> None:
+        """Pull a snapshot every ``wms.snapshot_every``; after a failure retry sooner (2 s doubling to 60 s)."""
+        now = time.monotonic()
+        if now < self._snapshot_due:
+            return
+        try:
+            self.refresh_stock()
+        except Exception:
+            self._snapshot_failures += 1
+            self._snapshot_due = now + min(2.0**self._snapshot_failures, 60.0, self.config.wms.snapshot_every)
+            raise
+        self._snapshot_failures = 0
+        self._snapshot_due = now + self.config.wms.snapshot_every
+
+    def refresh_stock(self) -> bool:
+        """Pull the store's stock snapshot now and store it unless a newer one is stored; True if stored."""
+        try:
+            snapshot = self.client.stock_snapshot()
+        except WmsAuthError as exc:
+            self.live.auth_refused(f"stock snapshot: {exc}")
+            raise
+        except WmsUnavailable as exc:
+            self.live.failed(f"stock snapshot: {exc}")
+            raise
+        # A read that works says nothing about deliveries (a WMS may serve reads and fail pushes), so
+        # reachability is left to the delivery loop.
+        with self.delivery.exchange:  # between pushes: every applied event has its ack recorded
+            stored = self.stock.replace(snapshot, time.time())
+        self.live.stock_snapshot(snapshot.version, len(snapshot.levels))
+        log.info(
+            "stock snapshot version %d: %d level(s) %s",
+            snapshot.version,
+            len(snapshot.levels),
+            "stored" if stored else "(no newer than the stored one)",
+        )
+        if self.config.export_path is not None:
+            self.export_stock()
+        return stored
+
+    def export_stock(self) -> None:
+        """Atomically replace the stock CSV export (when ``stock.export_dir`` is set)."""
+        from agent.stock_export import write_export
+
+        path = self.config.export_path
+        if path is None:
+            return
+        rows = write_export(self.stock.all(time.time()), path, self.config.stock.export_columns)
+        log.debug("stock export: %d row(s) to %s", rows, path)
+
+    # -- reconciliation ----------------------------------------------------------------------
+
+    def reconcile_if_due(self) -> None:
+        """Once a day after ``reconcile.at`` (store time), reconcile the previous business day."""
+        zone = ZoneInfo(self.config.agent.timezone)
+        now = datetime.now(zone)
+        if now.strftime("%H:%M") < self.config.reconcile.at:
+            return
+        day = (now.date() - timedelta(days=1)).isoformat()
+        if self.live.snapshot().reconcile_day == day:
+            return
+        self.reconcile(date.fromisoformat(day))
+
+    def reconcile(self, day: date) -> Report:
+        """Reconcile ``day``, write its CSV report, and record the drift (red beyond the threshold)."""
+        from outbox.reconcile import reconcile, write_csv
+
+        report = reconcile(self.outbox.db, day)
+        path = write_csv(report, self.config.report_dir)
+        self.live.reconciled(day.isoformat(), report.drift_skus)
+        level = logging.WARNING if report.drift_skus > self.config.reconcile.drift_threshold else logging.INFO
+        log.log(level, "reconciliation of %s: %d SKU(s) differ; report in %s", day, report.drift_skus, path)
+        return report
 
     def pause(self) -> None:
         """Pause delivery; capture continues."""
@@ -410,4 +508,5 @@ def thresholds(config: Config) -> Thresholds:
         sla_s=config.sync.sla_s,
         offline_alert_after_s=config.sync.offline_alert_after,
         disk_min_free_mb=config.sync.disk_min_free_mb,
+        drift_threshold=config.reconcile.drift_threshold,
     )

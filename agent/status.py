@@ -27,6 +27,7 @@ class Thresholds:
     sla_s: float
     offline_alert_after_s: float
     disk_min_free_mb: float
+    drift_threshold: int = 0
 
 
 def evaluate(
@@ -49,6 +50,9 @@ def evaluate(
         red.append(
             f"{counts.exceptions_open} exception{'s' if counts.exceptions_open != 1 else ''} waiting for a person"
         )
+    drift = live.get("reconcile_drift_skus")
+    if drift is not None and int(drift) > thresholds.drift_threshold:
+        red.append(drift_reason(str(live.get("reconcile_day")), int(drift), thresholds.drift_threshold))
     if disk_free_mb is not None and disk_free_mb < thresholds.disk_min_free_mb:
         red.append(f"disk nearly full: {disk_free_mb:.0f} MB free")
     offline_since = live.get("offline_since")
@@ -71,6 +75,14 @@ def evaluate(
     if amber:
         return "amber", amber
     return "green", ["in sync" if counts.pending == 0 else f"{counts.pending} movements on their way"]
+
+
+def drift_reason(day: str, drift_skus: int, threshold: int) -> str:
+    """Return the words for reconciliation drift beyond the threshold."""
+    return (
+        f"reconciliation of {day}: {drift_skus} SKU(s) differ from the WMS (more than {threshold}); "
+        f"see possync reconcile --day {day}"
+    )
 
 
 def _growing(history: list[dict[str, Any]]) -> bool:
@@ -122,6 +134,11 @@ def build_status(
         "version": live.get("version"),
         "api_url": live.get("api_url") if state != "grey" else None,
         "heartbeat_at": _iso(live.get("heartbeat_at")),
+        "snapshot_version": live.get("snapshot_version"),
+        "snapshot_age_s": round(now - float(pulled), 1) if (pulled := live.get("snapshot_pulled_at")) else None,
+        "reconcile_day": live.get("reconcile_day"),
+        "reconcile_drift_skus": live.get("reconcile_drift_skus"),
+        "drift_threshold": thresholds.drift_threshold,
     }
 
 

@@ -121,7 +121,36 @@ def _v2(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    """Store stock view: the WMS position of each ack, and the last stock snapshot.
+
+    ``movement.wms_position`` is where the WMS applied an acked movement (NULL for acks from before
+    v3 or from a WMS that gives none: those count as already in any later snapshot).
+    ``stock_level`` holds the newest snapshot; ``stock_snapshot`` its one header row.
+    """
+    statements = [
+        "ALTER TABLE movement ADD COLUMN wms_position INTEGER",
+        "CREATE INDEX ix_movement_wms_position ON movement (wms_position)",
+        """CREATE TABLE stock_level (
+            sku VARCHAR NOT NULL,
+            location VARCHAR NOT NULL,
+            on_hand VARCHAR NOT NULL,
+            allocated VARCHAR NOT NULL,
+            available VARCHAR,
+            PRIMARY KEY (sku, location))""",
+        """CREATE TABLE stock_snapshot (
+            id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+            store_id VARCHAR NOT NULL,
+            version INTEGER NOT NULL,
+            as_of VARCHAR NOT NULL,
+            pulled_at FLOAT NOT NULL,
+            levels INTEGER NOT NULL)""",
+    ]
+    for statement in statements:
+        conn.exec_driver_sql(statement)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 CURRENT_VERSION = len(MIGRATIONS)
 
 

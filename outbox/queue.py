@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -466,9 +466,14 @@ class Outbox:
             )
         return [Movement.from_json(r.payload) for r in rows]
 
-    def ack(self, results: Iterable[tuple[str, str]]) -> int:
-        """Mark events delivered; ``results`` pairs each event_id with ``accepted``/``duplicate``."""
-        params = [{"b_event_id": eid, "b_result": res} for eid, res in results]
+    def ack(self, results: Iterable[tuple[str, str]], positions: Mapping[str, int | None] | None = None) -> int:
+        """Mark events delivered; ``results`` pairs each event_id with ``accepted``/``duplicate``.
+
+        ``positions`` gives where the WMS applied each event (compared with a snapshot's version by
+        the stock view); an event without one counts as included in any later snapshot.
+        """
+        where = positions or {}
+        params = [{"b_event_id": eid, "b_result": res, "b_pos": where.get(eid)} for eid, res in results]
         if not params:
             return 0
         now = self.clock()
@@ -480,6 +485,7 @@ class Outbox:
                     status=Status.ACKED,
                     acked_at=now,
                     result=bindparam("b_result"),
+                    wms_position=bindparam("b_pos"),
                     lease_until=None,
                     last_error=None,
                 ),

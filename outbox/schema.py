@@ -68,6 +68,7 @@ class MovementRow(SQLModel, table=True):
     acked_at: float | None = None
     result: str | None = None
     last_error: str | None = None
+    wms_position: int | None = Field(default=None, index=True)  # schema v3: where the WMS applied it
 
 
 class ExceptionRow(SQLModel, table=True):
@@ -153,6 +154,31 @@ class ItemCodeRow(SQLModel, table=True):
     code: str = Field(primary_key=True)
     sku: str = Field(index=True)
     code_kind: str
+
+
+class StockLevelRow(SQLModel, table=True):
+    """One SKU at one location in the newest WMS stock snapshot (schema version 3)."""
+
+    __tablename__ = "stock_level"
+
+    sku: str = Field(primary_key=True)
+    location: str = Field(primary_key=True)
+    on_hand: str  # decimal text
+    allocated: str
+    available: str | None = None
+
+
+class StockSnapshotRow(SQLModel, table=True):
+    """The header of the newest stock snapshot: its WMS version and age (one row, id 1)."""
+
+    __tablename__ = "stock_snapshot"
+
+    id: int = Field(default=1, primary_key=True)
+    store_id: str
+    version: int
+    as_of: str
+    pulled_at: float
+    levels: int
 
 
 def table(model: type[SQLModel]) -> Table:

@@ -11,7 +11,11 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 
 import httpx
 from pydantic import Field
@@ -77,3 +81,42 @@ def redirect_message(response: httpx.Response) -> str:
         f"the WMS redirected to {response.headers.get('location', '?')}; possync does not follow "
         "redirects (credentials must not travel), set wms.url to the final address"
     )
+
+
+class LedgerOrder:
+    """Orders pushes and snapshots for a WMS that keeps no ledger version of its own.
+
+    Pushes and snapshot reads of one client never overlap (one lock), and each gets a tick from a
+    strictly increasing millisecond counter: a push's tick is taken after it finished, a snapshot's
+    before it starts reading. So an event whose ack ``position`` is at or below a snapshot's
+    ``version`` finished before that snapshot began (it is in it), and one above it started after
+    the snapshot ended (it is not). This is exact for possync's own events, which is what the
+    store stock view needs; the cost is that a long snapshot read holds delivery back meanwhile.
+    """
+
+    def __init__(self) -> None:
+        """Start the counter at the wall clock."""
+        self._exclusive = threading.Lock()
+        self._tick_lock = threading.Lock()
+        self._last = 0
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold off every other push or snapshot of this client."""
+        with self._exclusive:
+            yield
+
+    def tick(self) -> int:
+        """Return the next position: milliseconds since the epoch, strictly increasing."""
+        with self._tick_lock:
+            self._last = max(int(time.time() * 1000), self._last + 1)
+            return self._last
+
+    def stamp(self, report: PushReport) -> PushReport:
+        """Give every accepted or duplicate result of ``report`` a fresh position."""
+        position = self.tick()
+        results = [
+            replace(r, position=position) if r.outcome in (Outcome.ACCEPTED, Outcome.DUPLICATE) else r
+            for r in report.results
+        ]
+        return replace(report, results=results)

@@ -30,7 +30,7 @@ import httpx
 from pydantic import Field
 
 from agent.domain import Disposition, EventResult, ItemRecord, Kind, Movement, Outcome, PushReport, Snapshot, StockLevel
-from wms_client._common import ProductWmsSettings, describe, http_client, redirect_message, retry_all
+from wms_client._common import LedgerOrder, ProductWmsSettings, describe, http_client, redirect_message, retry_all
 from wms_client.base import SecretLookup, SecretRef, WmsAuthError, WmsUnavailable, register
 from wms_client.outcomes import parse_retry_after
 
@@ -94,10 +94,16 @@ class InvenTreeWmsClient:
         self._token = secrets(settings.token)
         self._http = http_client(settings, transport)
         self._locations: dict[str, int] = {}
+        self._order = LedgerOrder()
 
     # -- delivery ----------------------------------------------------------------------------
 
     def push(self, batch: Sequence[Movement]) -> PushReport:
+        """Apply the batch, never during a snapshot read; acks carry a position (see ``LedgerOrder``)."""
+        with self._order.exclusive():
+            return self._order.stamp(self._push_batch(batch))
+
+    def _push_batch(self, batch: Sequence[Movement]) -> PushReport:
         """Apply each movement once; every event ends accepted, duplicate, rejected or retry."""
         if not batch:
             return PushReport(results=[])
@@ -239,6 +245,11 @@ class InvenTreeWmsClient:
     # -- reads -------------------------------------------------------------------------------
 
     def stock_snapshot(self) -> Snapshot:
+        """Read the snapshot while no push runs; its version is a ``LedgerOrder`` tick taken first."""
+        with self._order.exclusive():
+            return self._read_snapshot(self._order.tick())
+
+    def _read_snapshot(self, version: int) -> Snapshot:
         """Stock per SKU at the store's locations: the sum of the stock items there."""
         started = dt.datetime.now(dt.UTC)
         places = {self.store_id: self.settings.location}
@@ -260,7 +271,7 @@ class InvenTreeWmsClient:
             raise WmsAuthError(str(exc)) from exc
         except (_Transient, _Refused, _Rejected) as exc:
             raise WmsUnavailable(f"InvenTree stock snapshot failed: {exc}") from exc
-        return Snapshot(store_id=self.store_id, version=int(started.timestamp() * 1000), as_of=started, levels=levels)
+        return Snapshot(store_id=self.store_id, version=version, as_of=started, levels=levels)
 
     def item_master(self) -> list[ItemRecord]:
         """Parts with an IPN; keywords are their barcodes and aliases; the case parameter their case size."""

@@ -156,8 +156,8 @@ class PossyncWmsClient:
         for movement in batch:
             entry = by_id.get(movement.event_id)
             status = entry.get("status") if entry else None
-            if status in (Outcome.ACCEPTED, Outcome.DUPLICATE):
-                results.append(EventResult(movement.event_id, Outcome(status)))
+            if status in (Outcome.ACCEPTED, Outcome.DUPLICATE) and entry is not None:
+                results.append(EventResult(movement.event_id, Outcome(status), position=_position(entry.get("seq"))))
             elif status == Outcome.REJECTED and entry is not None:
                 results.append(
                     EventResult(
@@ -296,6 +296,11 @@ def _retry_all(
         http_status=http_status,
         latency_s=latency,
     )
+
+
+def _position(value: Any) -> int | None:
+    """Return the ledger position of an ack, or None if the WMS gave none (then it counts as in any snapshot)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _describe(exc: httpx.HTTPError) -> str:

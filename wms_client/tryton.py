@@ -49,7 +49,7 @@ from agent.domain import (
     Snapshot,
     StockLevel,
 )
-from wms_client._common import ProductWmsSettings, http_client, retry_all
+from wms_client._common import LedgerOrder, ProductWmsSettings, http_client, retry_all
 from wms_client._tryton_rpc import RpcAuth, RpcRefused, RpcTransient, TrytonRpc
 from wms_client.base import SecretLookup, SecretRef, WmsAuthError, WmsUnavailable, register
 
@@ -161,10 +161,16 @@ class TrytonWmsClient:
         self._http = http_client(settings, transport)
         self.rpc = TrytonRpc(self._http, settings.database, settings.user, lambda: self._password)
         self._site: _Site | None = None
+        self._order = LedgerOrder()
 
     # -- delivery ----------------------------------------------------------------------------
 
     def push(self, batch: Sequence[Movement]) -> PushReport:
+        """Apply the batch, never during a snapshot read; acks carry a position (see ``LedgerOrder``)."""
+        with self._order.exclusive():
+            return self._order.stamp(self._push_batch(batch))
+
+    def _push_batch(self, batch: Sequence[Movement]) -> PushReport:
         """Apply each movement once as a Tryton shipment; every event ends accepted/duplicate/rejected/retry."""
         if not batch:
             return PushReport(results=[])
@@ -515,6 +521,11 @@ class TrytonWmsClient:
     # -- reads -------------------------------------------------------------------------------
 
     def stock_snapshot(self) -> Snapshot:
+        """Read the snapshot while no push runs; its version is a ``LedgerOrder`` tick taken first."""
+        with self._order.exclusive():
+            return self._read_snapshot(self._order.tick())
+
+    def _read_snapshot(self, version: int) -> Snapshot:
         """On-hand stock of every product at the store's storage, damaged and hold locations."""
         started = dt.datetime.now(dt.UTC)
         try:
@@ -535,8 +546,7 @@ class TrytonWmsClient:
             raise WmsAuthError(str(exc)) from exc
         except (RpcTransient, RpcRefused, _SetupProblem) as exc:
             raise WmsUnavailable(f"Tryton stock snapshot failed: {exc}") from exc
-        # Tryton keeps no ledger version: the snapshot's start time (ms) orders snapshots.
-        return Snapshot(store_id=self.store_id, version=int(started.timestamp() * 1000), as_of=started, levels=levels)
+        return Snapshot(store_id=self.store_id, version=version, as_of=started, levels=levels)
 
     def item_master(self) -> list[ItemRecord]:
         """Products (variant code = SKU) with their identifiers as barcodes and aliases."""

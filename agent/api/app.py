@@ -13,7 +13,7 @@ from dataclasses import asdict
 from importlib.resources import files
 from typing import Any, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from agent.api.security import SESSION_COOKIE, SESSION_TTL_S, BodyLimit, Guard, Sessions
 from outbox.exceptions import ExceptionNotFound, ExceptionView
+from outbox.stock import StockRecord
 
 API = "/api/v1"
 DEFAULT_NOTE = "resolved on the status page"
@@ -66,6 +67,14 @@ class AgentControl(Protocol):
         """Resolve one exception; raise ``ActionRefused`` if it cannot be."""
         ...
 
+    def stock_records(self, sku: str | None) -> list[StockRecord]:
+        """Return the effective stock of one SKU (or barcode/alias), or of every SKU."""
+        ...
+
+    def refresh_stock(self) -> bool:
+        """Pull a stock snapshot from the WMS now; True if it was newer than the stored one."""
+        ...
+
 
 class SourceHealthOut(BaseModel):
     """One capture source's health."""
@@ -106,6 +115,25 @@ class StatusOut(BaseModel):
     version: str | None
     api_url: str | None = Field(None, description="where this API listens")
     heartbeat_at: str | None
+    snapshot_version: int | None = Field(None, description="WMS version of the newest stock snapshot")
+    snapshot_age_s: float | None = Field(None, description="seconds since the WMS last confirmed the snapshot")
+    reconcile_day: str | None = Field(None, description="business day of the last daily reconciliation")
+    reconcile_drift_skus: int | None = Field(None, description="SKUs that differed in it")
+    drift_threshold: int = Field(0, description="more SKUs than this differing turns the state red")
+
+
+class StockRecordOut(BaseModel):
+    """The store's stock of one SKU at one location: the WMS snapshot plus what the WMS has not applied yet."""
+
+    sku: str
+    location: str
+    snapshot_on_hand: str = Field(description="on hand in the newest WMS snapshot (decimal string)")
+    pending_delta: str = Field(description="sum of local movements the snapshot does not include yet")
+    effective_on_hand: str = Field(description="snapshot_on_hand + pending_delta")
+    allocated: str
+    available: str = Field(description="available to sell: the snapshot's available + pending_delta")
+    snapshot_as_of: str | None = Field(description="the WMS's time of the snapshot")
+    snapshot_age_s: float | None = Field(description="seconds since the WMS last confirmed the snapshot")
 
 
 class PointOut(BaseModel):
@@ -257,6 +285,23 @@ def create_app(
         """Close an exception without delivering it."""
         note = body.note if body else DEFAULT_NOTE
         return _act(lambda: agent().resolve_exception(exception_id, note))
+
+    @api.get("/stock", response_model=list[StockRecordOut], responses={404: {"model": Message}}, summary="Stock view")
+    def stock(sku: str | None = None, limit: int = Query(1000, ge=1, le=100_000), offset: int = Query(0, ge=0)) -> Any:
+        """Effective stock of one SKU (``sku`` may be a barcode or alias), or a page of every SKU."""
+        records = agent().stock_records(sku)
+        if sku is not None and not records:
+            raise HTTPException(404, f"{sku!r} is not a SKU, barcode or alias the agent knows")
+        return [r.to_json() for r in records[offset : offset + limit]]
+
+    @api.post("/stock/refresh", response_model=Message, responses={503: {"model": Message}}, summary="Pull stock now")
+    def refresh_stock() -> dict[str, Any]:
+        """Pull the store's stock snapshot from the WMS now (it is also pulled every ``wms.snapshot_every``)."""
+        try:
+            stored = agent().refresh_stock()
+        except Exception as exc:
+            raise HTTPException(503, f"the WMS snapshot could not be pulled: {exc}") from None
+        return {"ok": True, "message": "snapshot stored" if stored else "the stored snapshot is already current"}
 
     @api.post("/login-code", response_model=LoginCode, summary="One-time code for the status page")
     def login_code(request: Request) -> dict[str, Any]:

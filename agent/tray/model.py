@@ -2,6 +2,7 @@
 
 Invariants:
 - An unreachable agent shows grey ("not running"), never the last known colour.
+- Reconciliation drift above the configured threshold is red.
 - The symbol differs per state (check, exclamation, cross, dash) so the state is readable without colour.
 - A notification is raised only when the state gets worse (green < amber < red < grey), once per
   change, never on every poll.
@@ -47,6 +48,9 @@ def view_for(status: dict[str, Any] | None) -> TrayView:
         )
     state = str(status["state"])
     reasons = [str(r) for r in status.get("reasons") or []]
+    drift = drift_beyond_threshold(status)
+    if drift is not None and state in ("green", "amber"):
+        state, reasons = "red", [drift, *reasons]
     oldest = status.get("oldest_pending_age_s")
     parts = [
         f"possync {status.get('store_id', '')}: {HEADLINE[state]}",
@@ -65,6 +69,20 @@ def view_for(status: dict[str, Any] | None) -> TrayView:
         paused=bool(status.get("paused")),
         exceptions=int(status.get("exceptions_open") or 0),
     )
+
+
+def drift_beyond_threshold(status: dict[str, Any]) -> str | None:
+    """Return why reconciliation drift turns the tray red, or None when it is within the threshold.
+
+    The agent's own colour already counts drift; this rule keeps the tray red for it even when the
+    status comes from an agent that judged the colour before the daily report arrived.
+    """
+    drift = status.get("reconcile_drift_skus")
+    threshold = status.get("drift_threshold") or 0
+    if not isinstance(drift, int) or drift <= int(threshold):
+        return None
+    day = status.get("reconcile_day") or "?"
+    return f"reconciliation of {day}: {drift} SKU(s) differ from the WMS (more than {threshold})"
 
 
 def notification(previous: TrayView | None, current: TrayView) -> tuple[str, str] | None:

@@ -203,3 +203,23 @@ def test_api_disabled_without_a_token(
         assert agent.api is None and agent.status()["api_url"] is None
     finally:
         agent.stop()
+
+
+def test_stock_routes_need_the_token_and_answer_by_sku_or_barcode(
+    running: tuple[Agent, str], sandbox: SandboxServer
+) -> None:
+    agent, url = running
+    for method, path in [("GET", "/api/v1/stock"), ("POST", "/api/v1/stock/refresh")]:
+        assert httpx.request(method, url + path).status_code == 401, path
+    refreshed = httpx.post(url + "/api/v1/stock/refresh", headers=bearer())
+    assert refreshed.status_code == 200 and refreshed.json()["ok"] is True
+    opening = {r["sku"]: r["on_hand"] for r in sandbox.ledger.all_stock() if r["location"] == "S001"}
+    records = httpx.get(url + "/api/v1/stock", headers=bearer()).json()
+    assert {r["sku"]: r["effective_on_hand"] for r in records if r["location"] == "S001"} == opening
+    item = next(i for i in agent.item_cache.load() if i.barcodes)
+    by_barcode = httpx.get(url + "/api/v1/stock", params={"sku": item.barcodes[0]}, headers=bearer()).json()
+    assert [r["sku"] for r in by_barcode] == [item.sku] * len(by_barcode) and by_barcode
+    [first] = httpx.get(url + "/api/v1/stock", params={"limit": 1}, headers=bearer()).json()
+    assert (first["sku"], first["location"]) == (records[0]["sku"], records[0]["location"])
+    missing = httpx.get(url + "/api/v1/stock", params={"sku": "NO-SUCH-ITEM"}, headers=bearer())
+    assert missing.status_code == 404 and "NO-SUCH-ITEM" in missing.json()["message"]

@@ -92,3 +92,18 @@ def test_the_example_config_is_valid_with_every_source_kind() -> None:
     config = load_config(EXAMPLE)
     assert [s.kind for s in config.sources] == ["file_drop", "file_drop", "http_ingest", "serial_tap"]
     assert config.agent.api_token == "keyring:possync/api" and config.wms.token == "keyring:possync/wms"
+
+
+def test_stock_and_reconcile_sections(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    defaults = load_config(config)
+    assert defaults.export_path is None and defaults.report_dir == defaults.data_dir / "reports"
+    assert defaults.reconcile.at == "02:30" and defaults.reconcile.drift_threshold == 0
+    text = config.read_text()
+    config.write_text(text + '\n[stock]\nexport_dir = "./pos"\nexport_columns = ["sku", "available"]\n')
+    loaded = load_config(config)
+    assert loaded.export_path == tmp_path / "pos" / "stock.csv" and loaded.stock.export_columns == ["sku", "available"]
+    config.write_text(text + '\n[stock]\nexport_columns = ["sku", "price"]\n[reconcile]\nat = "25:00"\n')
+    problems = errors_of(config)
+    assert any("stock.export_columns" in p and "unknown column(s) price" in p for p in problems)
+    assert any("reconcile.at" in p for p in problems)

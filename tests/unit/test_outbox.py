@@ -263,7 +263,7 @@ def test_statuses_are_the_documented_ones() -> None:
     assert {s.value for s in Status} == {"ready", "in_flight", "acked", "held", "rejected", "discarded"}
 
 
-def test_a_version_1_file_with_data_migrates_to_version_2(tmp_path: Path) -> None:
+def test_a_version_1_file_with_data_migrates_to_the_current_version(tmp_path: Path) -> None:
     from outbox.migrations import MIGRATIONS
 
     path = tmp_path / "v1.sqlite"
@@ -279,13 +279,14 @@ def test_a_version_1_file_with_data_migrates_to_version_2(tmp_path: Path) -> Non
 
     box = Outbox.open_file(path)
     try:
-        assert box.db.user_version() == CURRENT_VERSION == 2
+        assert box.db.user_version() == CURRENT_VERSION == 3
         assert box.counts().ready == 3 and box.cursor("s", "file:abc") == {"rows": 3}
         assert [m.line_no for m in box.movements_of("T")] == [1, 2, 3]
         with box.db.read() as conn:
             indexes = {r[1] for r in conn.exec_driver_sql("PRAGMA index_list(movement)")}
             tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
         assert "ix_movement_pos_transaction_id" in indexes and "post_void" in tables
+        assert "ix_movement_wms_position" in indexes and {"stock_level", "stock_snapshot"} <= tables
     finally:
         box.close()
     again = Outbox.open_file(path)  # migrating is done once

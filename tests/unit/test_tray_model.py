@@ -114,3 +114,13 @@ def test_autostart_entries_per_platform(tmp_path, monkeypatch) -> None:  # type:
     written = autostart.enable(config, "linux")
     assert Path(written.location).read_text() == linux.content
     assert autostart.disable("linux") is True and autostart.disable("linux") is False
+
+
+def test_reconciliation_drift_beyond_the_threshold_turns_the_tray_red() -> None:
+    drifting = status("green", reconcile_day="2026-11-20", reconcile_drift_skus=3, drift_threshold=2)
+    view = view_for(drifting)
+    assert view.state == "red" and view.symbol == "\u2715"
+    assert view.reason.startswith("reconciliation of 2026-11-20: 3 SKU(s) differ")
+    assert view_for(status("amber", reconcile_drift_skus=2, drift_threshold=2)).state == "amber"  # at the threshold
+    assert view_for(status("green", reconcile_drift_skus=0)).state == "green"
+    assert view_for(status("grey", reconcile_drift_skus=9)).state == "grey"  # not running stays grey

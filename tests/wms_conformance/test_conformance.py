@@ -141,3 +141,22 @@ def test_a_lost_answer_then_a_resend_applies_the_event_exactly_once(wms: Harness
     client.close()
     assert wms.applied(event.event_id) == 1
     assert on_hand(wms, "SKU-2001") == before - 1
+
+
+def test_ack_positions_and_snapshot_versions_are_on_one_scale(wms: Harness) -> None:
+    """The stock view's rule: an ack at or below a snapshot's version is in it; above it, it is not."""
+    client = wms.client()
+    try:
+        first = client.push([sale(801)]).results[0]
+        snapshot = client.stock_snapshot()
+        second = client.push([sale(802)]).results[0]
+        again = client.push([sale(801)]).results[0]
+        later = client.stock_snapshot()
+    finally:
+        client.close()
+    assert first.outcome is Outcome.ACCEPTED and second.outcome is Outcome.ACCEPTED
+    assert first.position is not None and second.position is not None
+    assert first.position <= snapshot.version < second.position <= later.version
+    assert again.outcome is Outcome.DUPLICATE and again.position is not None
+    if wms.kind == "possync":  # a real ledger answers the original position; the others a fresh, later one
+        assert again.position == first.position

@@ -120,6 +120,11 @@ class EventResultOut(BaseModel):
     )
     message: str | None = None
     accepted_at: str | None = Field(None, description="When the event was (first) applied.")
+    seq: int | None = Field(
+        None,
+        description="Ledger position of the applied event (accepted or duplicate). A stock snapshot whose "
+        "`version` is at or above it already includes the event; one below it does not.",
+    )
 
 
 class PushResponse(BaseModel):
@@ -142,7 +147,9 @@ class StockPage(BaseModel):
     """One page of a stock snapshot pinned to ``version``."""
 
     store_id: str
-    version: int
+    version: int = Field(
+        description="Ledger position the snapshot is pinned to: it includes every event whose `seq` is at or below it."
+    )
     as_of: str
     items: list[StockItemOut]
     next_page_token: str | None

@@ -2,7 +2,9 @@
 
 Invariants:
 - An event is applied at most once: ``ledger.event_id`` is unique, and a re-sent event answers
-  ``duplicate`` with the time it was first accepted; nothing is applied again.
+  ``duplicate`` with the time and ledger ``seq`` it was first accepted at; nothing is applied again.
+- ``seq`` is the ledger position of an applied event; a snapshot at ``version`` V includes exactly
+  the events with ``seq <= V``.
 - Rejected events are not applied and not remembered as applied: sent again after the cause is
   fixed (an item added), they are judged again.
 - Quantities are stored as integers of 1/10,000 of the base unit so SQL sums are exact.
@@ -60,6 +62,7 @@ class EventVerdict:
     code: str | None = None
     message: str | None = None
     accepted_at: str | None = None
+    seq: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the protocol's per-event result object."""
@@ -69,6 +72,8 @@ class EventVerdict:
             out["message"] = self.message
         if self.accepted_at:
             out["accepted_at"] = self.accepted_at
+        if self.seq is not None:
+            out["seq"] = self.seq
         return out
 
 
@@ -219,7 +224,7 @@ class Ledger:
             try:
                 ids = [e.get("event_id") for e in events if isinstance(e, dict)]
                 originals = self._originals(cur, [i for i in ids if isinstance(i, str)])
-                seen_now: dict[str, str] = {}
+                seen_now: dict[str, tuple[str, int]] = {}
                 for event in events:
                     verdicts.append(self._apply_one(cur, store_id, event, originals, seen_now))
                 cur.execute("COMMIT")
@@ -228,17 +233,16 @@ class Ledger:
                 raise
         return verdicts
 
-    def _originals(self, cur: sqlite3.Cursor, ids: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def _originals(self, cur: sqlite3.Cursor, ids: list[str]) -> dict[str, tuple[str, int]]:
+        found: dict[str, tuple[str, int]] = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(
-                cur.execute(
-                    f"SELECT event_id, accepted_at FROM ledger WHERE event_id IN ({marks})",  # noqa: S608
-                    chunk,
-                ).fetchall()
-            )
+            rows = cur.execute(
+                f"SELECT event_id, accepted_at, seq FROM ledger WHERE event_id IN ({marks})",  # noqa: S608
+                chunk,
+            ).fetchall()
+            found.update({event_id: (at, int(seq)) for event_id, at, seq in rows})
         return found
 
     def _apply_one(
@@ -246,14 +250,15 @@ class Ledger:
         cur: sqlite3.Cursor,
         store_id: str,
         event: Any,
-        originals: Mapping[str, str],
-        seen_now: dict[str, str],
+        originals: Mapping[str, tuple[str, int]],
+        seen_now: dict[str, tuple[str, int]],
     ) -> EventVerdict:
         event_id = event.get("event_id") if isinstance(event, dict) else None
         if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
             return self._reject(cur, None, "INVALID_EVENT", "event_id must be a non-empty string")
         if event_id in originals or event_id in seen_now:
-            return EventVerdict(event_id, "duplicate", accepted_at=originals.get(event_id) or seen_now[event_id])
+            at, seq = originals.get(event_id) or seen_now[event_id]
+            return EventVerdict(event_id, "duplicate", accepted_at=at, seq=seq)
         try:
             kind, sku, location, stock_location, quantity, delta = self._validate(cur, store_id, event)
         except Rejected as exc:
@@ -281,13 +286,14 @@ class Ledger:
                 json.dumps(event, separators=(",", ":")),
             ),
         )
+        seq = int(cur.lastrowid or 0)
         cur.execute(
             "INSERT INTO stock (sku, location, on_hand) VALUES (?, ?, ?) "
             "ON CONFLICT (sku, location) DO UPDATE SET on_hand = on_hand + excluded.on_hand",
             (sku, stock_location, delta),
         )
-        seen_now[event_id] = accepted_at
-        return EventVerdict(event_id, "accepted", accepted_at=accepted_at)
+        seen_now[event_id] = (accepted_at, seq)
+        return EventVerdict(event_id, "accepted", accepted_at=accepted_at, seq=seq)
 
     def _validate(
         self, cur: sqlite3.Cursor, store_id: str, event: Mapping[str, Any]
