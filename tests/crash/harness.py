@@ -291,6 +291,7 @@ class Report:
     foreign: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
     partial_receipts: int = 0
+    stock_mismatches: list[str] = field(default_factory=list)  # store stock view vs the WMS, once quiet
     receipts_cut: int = 0
     open_exceptions: int = 0
     exceptions: list[str] = field(default_factory=list)  # "CODE (source): message" of each open one
@@ -306,7 +307,9 @@ class Report:
     @property
     def ok(self) -> bool:
         """Nothing lost, nothing applied twice, nothing invented or changed."""
-        return not (self.lost or self.twice or self.foreign or self.wrong or self.partial_receipts)
+        return not (self.lost or self.twice or self.foreign or self.wrong or self.partial_receipts) and not (
+            self.stock_mismatches
+        )
 
     def summary(self) -> str:
         """One paragraph for logs and the soak command."""
@@ -317,7 +320,8 @@ class Report:
             f"{missed}) in {self.seconds:.0f} s; {self.handed_over} lines handed over, {self.applied} applied "
             f"at the WMS over {self.pushes} pushes; lost {len(self.lost)}, "
             f"applied twice {len(self.twice)}, foreign {len(self.foreign)}, changed {len(self.wrong)}, "
-            f"receipts captured in part {self.partial_receipts}; receipts cut by a kill {self.receipts_cut}; "
+            f"receipts captured in part {self.partial_receipts}; stock view "
+            f"{'equal to the WMS' if not self.stock_mismatches else self.stock_mismatches[:5]}; receipts cut by a kill {self.receipts_cut}; "
             f"open exceptions {self.open_exceptions} {self.exceptions}"
         )
 
@@ -523,8 +527,23 @@ class CrashRun:
         listing = httpx.get(self.api_url + "/api/v1/exceptions", headers={"Authorization": f"Bearer {API_TOKEN}"})
         self.report.exceptions = [f"{e['code']} ({e['source']}): {e['message']}" for e in listing.json()]
         self.report.pushes = self.sandbox.state.counters["pushes"]
+        self.report.stock_mismatches = self._stock_view_settles()
         agent.stop()
         self.compare(self.sandbox.ledger.ledger_rows(0, 10_000_000))
+
+    def _stock_view_settles(self, timeout: float = 30) -> list[str]:
+        """Once quiet, the store's stock view must equal the WMS's stock (snapshots pulled across kills)."""
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        wms = {r["sku"]: Decimal(r["on_hand"]) for r in self.sandbox.ledger.all_stock() if r["location"] == STORE}
+        deadline = time.monotonic() + timeout
+        while True:
+            httpx.post(self.api_url + "/api/v1/stock/refresh", headers=headers, timeout=30)
+            view = httpx.get(self.api_url + "/api/v1/stock", params={"limit": 100_000}, headers=headers).json()
+            local = {r["sku"]: Decimal(str(r["effective_on_hand"])) for r in view if r["location"] == STORE}
+            diff = [f"{sku}: view {local.get(sku)}, WMS {qty}" for sku, qty in wms.items() if local.get(sku) != qty]
+            if not diff or time.monotonic() > deadline:
+                return diff
+            time.sleep(1)
 
     def compare(self, rows: list[dict[str, Any]]) -> None:
         """Compare the WMS ledger with the POS-side ledger, line by line."""
