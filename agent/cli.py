@@ -11,9 +11,37 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from agent.commands import demo, exceptions, receipts, run, sandbox, status, tray, version
+from agent.commands import (
+    credentials,
+    demo,
+    doctor,
+    exceptions,
+    install,
+    receipts,
+    run,
+    sandbox,
+    service,
+    status,
+    support_bundle,
+    tray,
+    version,
+)
 
-COMMANDS = (run, status, exceptions, receipts, sandbox, demo, tray, version)
+COMMANDS = (
+    run,
+    status,
+    exceptions,
+    receipts,
+    sandbox,
+    demo,
+    tray,
+    doctor,
+    credentials,
+    service,
+    install,
+    support_bundle,
+    version,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
