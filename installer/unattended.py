@@ -106,7 +106,9 @@ def _check(text: str, path: Path) -> Config:
 
 def install(request: InstallRequest, env: Mapping[str, str] | None = None, say: Say = print) -> Config:
     """Install or upgrade; return the installed config. Raise ``InstallFailed`` at the first failure."""
-    env = dict(os.environ) if env is None else env
+    env = dict(os.environ) if env is None else dict(env)
+    if "agent.store_id" in request.settings:  # --store-id also fills a ${POSSYNC_STORE_ID} placeholder
+        env["POSSYNC_STORE_ID"] = request.settings["agent.store_id"]
     layout = layout_for(scope=request.scope)
     target = Path(layout.config_file)
     store = choose_secret_store(request)
