@@ -40,8 +40,9 @@ def test_healthy_installation_passes_every_check(tmp_path: Path, sandbox: Sandbo
     assert env["POSSYNC_TEST_TOKEN"] not in result.stdout
 
 
-def test_wrong_token_missing_secret_and_unreachable_wms(tmp_path: Path, sandbox: SandboxServer, env: dict[str, str],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_token_missing_secret_and_unreachable_wms(
+    tmp_path: Path, sandbox: SandboxServer, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = write_config(tmp_path, sandbox.url)
     monkeypatch.setenv("POSSYNC_TEST_TOKEN", "not-the-token")
     wms = by_name(run_checks(config))["wms"]
@@ -93,7 +94,9 @@ def test_unwritable_folders_as_root_use_a_file_in_place_of_the_folder(
 
 
 def test_missing_serial_port_and_low_disk(tmp_path: Path, sandbox: SandboxServer, env: dict[str, str]) -> None:
-    sources = '[[sources]]\nname = "tap"\nkind = "serial_tap"\ntemplate = "generic-58mm"\nport = "/dev/ttyPOSSYNC-none"\n'
+    sources = (
+        '[[sources]]\nname = "tap"\nkind = "serial_tap"\ntemplate = "generic-58mm"\nport = "/dev/ttyPOSSYNC-none"\n'
+    )
     config = write_config(tmp_path, sandbox.url, sources=sources, extra_sync="disk_min_free_mb = 100000000")
     checks = by_name(run_checks(config))
     serial = checks["serial tap.port"]

@@ -58,7 +58,9 @@ def outbox_rows(db: Path) -> list[tuple[str, str, int, str]]:
 
 
 def test_render_keeps_comments_and_sets_keys() -> None:
-    text = render('[agent]\nstore_id = "${S}"  # the store\n[wms]\nurl = "x"\n', {"S": "S042"}, {"wms.batch_size": "20"})
+    text = render(
+        '[agent]\nstore_id = "${S}"  # the store\n[wms]\nurl = "x"\n', {"S": "S042"}, {"wms.batch_size": "20"}
+    )
     assert 'store_id = "S042"  # the store' in text and "batch_size = 20" in text
     assert 'store_id = "S043"  # the store' in set_key(text, "agent.store_id", "S043")
     with pytest.raises(RenderError, match="POSSYNC_STORE_ID"):
@@ -68,7 +70,11 @@ def test_render_keeps_comments_and_sets_keys() -> None:
 
 
 def test_install_with_keyring_stores_credentials_and_writes_the_store_config(
-    home: Path, sandbox: SandboxServer, token: str, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch,
+    home: Path,
+    sandbox: SandboxServer,
+    token: str,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("POSSYNC_WMS_SECRET", token)
@@ -86,7 +92,10 @@ def test_install_with_keyring_stores_credentials_and_writes_the_store_config(
 
 
 def test_install_fails_with_the_reason_and_nothing_started(
-    home: Path, sandbox: SandboxServer, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch,
+    home: Path,
+    sandbox: SandboxServer,
+    memory_keyring: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     fleet = template(home, sandbox.url)
@@ -96,8 +105,23 @@ def test_install_fails_with_the_reason_and_nothing_started(
     assert main(["install", "--user", "--no-service", "--config", str(fleet), "--store-id", "S001"]) == 1
     err = capsys.readouterr().err
     assert "doctor found" in err and "refused the credentials" in err
-    assert main(["install", "--user", "--no-service", "--config", str(fleet), "--set", "wms.batch_size=9999",
-                 "--replace-config", "--store-id", "S001"]) == 1
+    assert (
+        main(
+            [
+                "install",
+                "--user",
+                "--no-service",
+                "--config",
+                str(fleet),
+                "--set",
+                "wms.batch_size=9999",
+                "--replace-config",
+                "--store-id",
+                "S001",
+            ]
+        )
+        == 1
+    )
     assert "wms.batch_size" in capsys.readouterr().err
 
 

@@ -90,8 +90,9 @@ def test_headless_machine_without_keyring_gets_the_fallback_in_the_message(
     assert "no OS keyring backend" in err and "file:/etc/possync/<name>.secret" in err
 
 
-def test_bad_requests_fail_in_words(tmp_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_requests_fail_in_words(
+    tmp_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = write(tmp_path, wms="env:WMS_TOKEN")
     monkeypatch.setenv("V", "value-1234")
     assert main(["credentials", "set", "wms", "--config", str(config), "--from-env", "V"]) == 1

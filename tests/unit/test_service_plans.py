@@ -88,12 +88,19 @@ def test_macos_daemon_plist_and_launchctl_commands() -> None:
 
 
 def test_macos_agent_is_per_user_in_the_gui_domain() -> None:
-    target = service.Target("darwin", "user", PurePosixPath("/Users/ann/x.toml"), EXE, home=PurePosixPath("/Users/ann"), uid=501)
+    target = service.Target(
+        "darwin", "user", PurePosixPath("/Users/ann/x.toml"), EXE, home=PurePosixPath("/Users/ann"), uid=501
+    )
     plan = service.plan("install", target)
     job = plistlib.loads(plan.files[0].content.encode())
     assert plan.files[0].path == PurePosixPath("/Users/ann/Library/LaunchAgents/com.possync.agent.plist")
     assert "UserName" not in job
-    assert plan.commands[-1] == ["launchctl", "bootstrap", "gui/501", "/Users/ann/Library/LaunchAgents/com.possync.agent.plist"]
+    assert plan.commands[-1] == [
+        "launchctl",
+        "bootstrap",
+        "gui/501",
+        "/Users/ann/Library/LaunchAgents/com.possync.agent.plist",
+    ]
 
 
 def test_windows_service_is_created_with_sc_exe_under_a_virtual_account() -> None:
@@ -101,20 +108,45 @@ def test_windows_service_is_created_with_sc_exe_under_a_virtual_account() -> Non
     config = PureWindowsPath(r"C:\ProgramData\possync\possync.toml")
     target = service.Target("win32", "system", config, exe)
     plan = service.plan("install", target)
-    bin_path = r'"C:\Program Files\possync\possync.exe" run --config "C:\ProgramData\possync\possync.toml" --windows-service'
+    bin_path = (
+        r'"C:\Program Files\possync\possync.exe" run --config "C:\ProgramData\possync\possync.toml" --windows-service'
+    )
     assert plan.commands == [
-        ["sc.exe", "create", "possync", "binPath=", bin_path, "start=", "delayed-auto",
-         "obj=", r"NT SERVICE\possync", "DisplayName=", "possync store agent"],
+        [
+            "sc.exe",
+            "create",
+            "possync",
+            "binPath=",
+            bin_path,
+            "start=",
+            "delayed-auto",
+            "obj=",
+            r"NT SERVICE\possync",
+            "DisplayName=",
+            "possync store agent",
+        ],
         ["sc.exe", "description", "possync", windows.DESCRIPTION],
         ["sc.exe", "failure", "possync", "reset=", "86400", "actions=", "restart/5000/restart/5000/restart/60000"],
         ["sc.exe", "failureflag", "possync", "1"],
         ["icacls", r"C:\ProgramData\possync\data", "/grant", r"NT SERVICE\possync:(OI)(CI)M", "/T", "/Q"],
-        ["icacls", r"C:\ProgramData\possync\secrets", "/inheritance:r", "/grant:r", r"NT SERVICE\possync:(OI)(CI)R",
-         "*S-1-5-18:(OI)(CI)F", "*S-1-5-32-544:(OI)(CI)F", "/T", "/Q"],
+        [
+            "icacls",
+            r"C:\ProgramData\possync\secrets",
+            "/inheritance:r",
+            "/grant:r",
+            r"NT SERVICE\possync:(OI)(CI)R",
+            "*S-1-5-18:(OI)(CI)F",
+            "*S-1-5-32-544:(OI)(CI)F",
+            "/T",
+            "/Q",
+        ],
         ["sc.exe", "start", "possync"],
     ]
     assert not plan.files
-    assert service.plan("uninstall", target).commands == [["sc.exe", "stop", "possync"], ["sc.exe", "delete", "possync"]]
+    assert service.plan("uninstall", target).commands == [
+        ["sc.exe", "stop", "possync"],
+        ["sc.exe", "delete", "possync"],
+    ]
     assert service.plan("status", target).commands == [["sc.exe", "query", "possync"]]
     assert service.plan("stop", target).commands == [["sc.exe", "stop", "possync"]]
 
@@ -143,8 +175,10 @@ def test_layouts_per_platform() -> None:
     assert layout_for("linux", "system").config_file == PurePosixPath("/etc/possync/possync.toml")
     win = layout_for("win32", "system", env={"ProgramData": r"D:\PD"})
     assert (win.config_file, win.data_dir, win.secrets_dir) == (
-        PureWindowsPath(r"D:\PD\possync\possync.toml"), PureWindowsPath(r"D:\PD\possync\data"),
-        PureWindowsPath(r"D:\PD\possync\secrets"))
+        PureWindowsPath(r"D:\PD\possync\possync.toml"),
+        PureWindowsPath(r"D:\PD\possync\data"),
+        PureWindowsPath(r"D:\PD\possync\secrets"),
+    )
     assert layout_for("darwin", "system").data_dir == PurePosixPath("/Library/Application Support/possync/data")
 
 
@@ -174,5 +208,7 @@ def test_generated_units_pass_systemd_analyze_verify(tmp_path: Path, scope: str)
     assert "possync.service" not in result.stderr, result.stderr  # no warnings about our unit either
     broken = tmp_path / "broken" / "possync.service"
     broken.parent.mkdir()
-    broken.write_text(unit.read_text().replace("Restart=on-failure", "Restart=sometimes").replace(sys.executable, "possync"))
+    broken.write_text(
+        unit.read_text().replace("Restart=on-failure", "Restart=sometimes").replace(sys.executable, "possync")
+    )
     assert subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, check=False).returncode != 0
