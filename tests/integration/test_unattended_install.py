@@ -11,8 +11,8 @@ import pytest
 from agent.cli import main
 from installer.render import RenderError, render, set_key
 from tests.support.helpers import (
-    EXPORT_CSV,
     CSV_SOURCE,
+    EXPORT_CSV,
     AgentProcess,
     drop,
     export_line_count,
@@ -65,7 +65,7 @@ def test_render_keeps_comments_and_sets_keys() -> None:
     assert 'store_id = "S043"  # the store' in set_key(text, "agent.store_id", "S043")
     with pytest.raises(RenderError, match="POSSYNC_STORE_ID"):
         render('store_id = "${POSSYNC_STORE_ID}"', {}, {})
-    with pytest.raises(RenderError, match="section.key"):
+    with pytest.raises(RenderError, match=r"section\.key"):
         set_key(text, "sources.path", "x")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import platformdirs
 import pytest
 
-from installer import launchd, service, systemd, windows, winservice
+from installer import service, systemd, windows, winservice
 from installer.layout import agent_command, layout_for
 
 EXE = "/opt/possync/possync"
