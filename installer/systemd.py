@@ -47,7 +47,8 @@ def render_unit(
         "TimeoutStopSec=30",
     ]
     if layout.scope == "system":
-        writable = [str(layout.data_dir), *sorted(set(write_paths) - {str(layout.data_dir)})]
+        # "-": a folder that does not exist yet must not stop the service from starting
+        writable = [str(layout.data_dir), *(f"-{p}" for p in sorted(set(write_paths) - {str(layout.data_dir)}))]
         lines += [
             f"User={account}",
             f"Group={account}",

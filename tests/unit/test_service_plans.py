@@ -34,7 +34,7 @@ def test_linux_system_unit_runs_the_agent_unprivileged_with_restart_and_hardenin
         "SupplementaryGroups=dialout",
         "WorkingDirectory=/var/lib/possync",
         "WantedBy=multi-user.target",
-        "ReadWritePaths=/var/lib/possync '/srv/pos inbox'",
+        "ReadWritePaths=/var/lib/possync '-/srv/pos inbox'",
     ):
         assert expected in lines, expected
 
@@ -202,7 +202,9 @@ def test_file_drop_folders_become_writable_paths(tmp_path: Path) -> None:
 def test_generated_units_pass_systemd_analyze_verify(tmp_path: Path, scope: str) -> None:
     layout = layout_for("linux", scope, home=PurePosixPath(str(tmp_path)), env={})  # type: ignore[arg-type]
     unit = tmp_path / "possync.service"
-    unit.write_text(systemd.render_unit(layout, agent_command(CONFIG, sys.executable)))
+    unit.write_text(
+        systemd.render_unit(layout, agent_command(CONFIG, sys.executable), write_paths=["/srv/missing inbox"])
+    )
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "possync.service" not in result.stderr, result.stderr  # no warnings about our unit either
