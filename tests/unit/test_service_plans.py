@@ -214,3 +214,27 @@ def test_generated_units_pass_systemd_analyze_verify(tmp_path: Path, scope: str)
         unit.read_text().replace("Restart=on-failure", "Restart=sometimes").replace(sys.executable, "possync")
     )
     assert subprocess.run(["systemd-analyze", "verify", str(broken)], capture_output=True, check=False).returncode != 0
+
+
+def test_cli_dry_run_prints_the_plan_for_this_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+    from tests.support.helpers import write_config
+
+    config = write_config(tmp_path, "http://127.0.0.1:1")
+    assert main(["service", "install", "--config", str(config), "--dry-run", "--executable", EXE]) == 0
+    out = capsys.readouterr().out
+    if sys.platform.startswith("linux"):
+        assert "write /etc/systemd/system/possync.service (mode 644)" in out
+        assert "run systemctl enable possync.service" in out
+    assert main(["service", "stop", "--dry-run"]) == 0
+    assert "stop" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the refusal off Windows")
+def test_run_as_windows_service_off_windows_fails_in_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+    from tests.support.helpers import write_config
+
+    config = write_config(tmp_path, "http://127.0.0.1:1")
+    assert main(["run", "--config", str(config), "--windows-service"]) == 1
+    assert "--windows-service works only on Windows" in capsys.readouterr().err
