@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from importlib.metadata import distributions
 from pathlib import Path
 
 from installer.build import ROOT, build, executable_path
@@ -14,7 +15,7 @@ STAMP = DIST / "possync.sources"
 
 
 def sources_digest() -> str:
-    """A digest of every file that goes into the executable (sources, assets, templates, the spec)."""
+    """A digest of what goes into the executable: sources, assets, templates, the spec, installed packages."""
     digest = hashlib.sha256()
     files = [ROOT / "pyproject.toml"]
     for package in PACKAGES:
@@ -23,6 +24,9 @@ def sources_digest() -> str:
         digest.update(str(path.relative_to(ROOT)).encode())
         digest.update(path.read_bytes())
     digest.update(sys.version.encode())
+    # What is installed is bundled too (e.g. PyGObject adds pystray's gtk backends): rebuild when it changes.
+    installed = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions())
+    digest.update("\n".join(installed).encode())
     return digest.hexdigest()
 
 
