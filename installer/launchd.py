@@ -64,12 +64,11 @@ def install_plan(
     """Write the plist; boot out an older copy, then bootstrap (load and start) the job."""
     path = plist_path(layout, home)
     target = f"{domain(layout, uid)}/{LABEL}"
-    plan = Plan(files=[FileSpec(path, render_plist(layout, command, account=account))])
-    plan.commands = [["launchctl", "bootout", target]]
-    if start:
-        plan.commands.append(["launchctl", "bootstrap", domain(layout, uid), str(path)])
-    plan.tolerate_failure = True  # bootout fails when no older copy is loaded; status shows the outcome
-    return plan
+    return Plan(
+        files=[FileSpec(path, render_plist(layout, command, account=account))],
+        prelude=[["launchctl", "bootout", target]],  # fails when no older copy is loaded
+        commands=[["launchctl", "bootstrap", domain(layout, uid), str(path)]] if start else [],
+    )
 
 
 def uninstall_plan(layout: Layout, *, uid: int, home: PurePath | None = None) -> Plan:
@@ -82,15 +81,12 @@ def uninstall_plan(layout: Layout, *, uid: int, home: PurePath | None = None) ->
 
 
 def action_plan(layout: Layout, action: str, *, uid: int, home: PurePath | None = None) -> Plan:
-    """``start`` (kickstart, loading the job first if needed), ``stop`` (bootout) or ``status`` (print)."""
+    """``start``/``restart`` (load the job if needed, then kickstart), ``stop`` (bootout) or ``status`` (print)."""
     target = f"{domain(layout, uid)}/{LABEL}"
-    if action == "start":
-        commands = [
-            ["launchctl", "bootstrap", domain(layout, uid), str(plist_path(layout, home))],
-            ["launchctl", "kickstart", target],
-        ]
-    elif action == "stop":
-        commands = [["launchctl", "bootout", target]]
-    else:
-        commands = [["launchctl", "print", target]]
-    return Plan(commands=commands, tolerate_failure=action != "stop")
+    if action in ("start", "restart"):
+        load = [["launchctl", "bootstrap", domain(layout, uid), str(plist_path(layout, home))]]  # fails if loaded
+        kick = ["launchctl", "kickstart", *(["-k"] if action == "restart" else []), target]
+        return Plan(prelude=load, commands=[kick])
+    if action == "stop":
+        return Plan(commands=[["launchctl", "bootout", target]])
+    return Plan(commands=[["launchctl", "print", target]], tolerate_failure=True)

@@ -25,6 +25,7 @@ class Plan:
     """What one service action does."""
 
     files: list[FileSpec] = field(default_factory=list)
+    prelude: list[list[str]] = field(default_factory=list)  # run first; failure ignored (e.g. stop an old copy)
     commands: list[list[str]] = field(default_factory=list)
     remove: list[PurePath] = field(default_factory=list)
     tolerate_failure: bool = False  # e.g. stopping a service that is not running
@@ -33,6 +34,7 @@ class Plan:
         """Return the plan in words (``--dry-run``)."""
         lines = [f"write {f.path} (mode {f.mode:o})" for f in self.files]
         lines += [f"remove {p}" for p in self.remove]
+        lines += ["run " + " ".join(_quote(part) for part in command) + " (may fail)" for command in self.prelude]
         lines += ["run " + " ".join(_quote(part) for part in command) for command in self.commands]
         return "\n".join(lines)
 
@@ -56,6 +58,11 @@ def execute(plan: Plan) -> list[subprocess.CompletedProcess[str]]:
         temp.replace(path)
     for target in plan.remove:
         Path(target).unlink(missing_ok=True)
+    for command in plan.prelude:
+        try:
+            subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+        except OSError:
+            continue
     results = []
     for command in plan.commands:
         try:

@@ -58,12 +58,21 @@ def write_paths(config: Config) -> list[str]:
     return sorted(paths)
 
 
-def plan(action: str, target: Target, *, extra_write_paths: list[str] | None = None, start: bool = True) -> Plan:
-    """Return the plan for ``action`` on ``target``."""
+def plan(
+    action: str,
+    target: Target,
+    *,
+    extra_write_paths: list[str] | None = None,
+    start: bool = True,
+    exists: bool = False,
+) -> Plan:
+    """Return the plan for ``action`` on ``target`` (``exists``: a Windows service to reconfigure, not create)."""
     layout = target.layout
     command = agent_command(target.config, target.executable)
     key = platform_key(target.platform)
     if key == "win32":
+        if action == "install" and exists:
+            return windows.reconfigure_plan(layout, command, account=target.service_account, start=start)
         if action == "install":
             return windows.install_plan(layout, command, account=target.service_account, start=start)
         if action == "uninstall":
@@ -89,6 +98,11 @@ def plan(action: str, target: Target, *, extra_write_paths: list[str] | None = N
     if action == "uninstall":
         return systemd.uninstall_plan(layout, home=target.home)
     return systemd.action_plan(layout, action)
+
+
+def installed_here(target: Target) -> bool:
+    """Return True when a Windows service must be reconfigured rather than created (others overwrite)."""
+    return platform_key(target.platform) == "win32" and windows.service_exists()
 
 
 def current_target(config: Path, scope: Scope, *, account: str | None = None, executable: str | None = None) -> Target:

@@ -102,8 +102,8 @@ def uninstall_plan(layout: Layout, home: PurePath | None = None) -> Plan:
 
 
 def action_plan(layout: Layout, action: str) -> Plan:
-    """``start``, ``stop`` or ``status``."""
-    verb = {"start": "start", "stop": "stop", "status": "status"}[action]
+    """``start``, ``restart``, ``stop`` or ``status``."""
+    verb = {"start": "start", "restart": "restart", "stop": "stop", "status": "status"}[action]
     extra = ["--no-pager"] if action == "status" else []
     return Plan(commands=[_systemctl(layout, verb, *extra, UNIT)], tolerate_failure=action == "status")
 

@@ -123,6 +123,7 @@ def install(request: InstallRequest, env: Mapping[str, str] | None = None, say: 
     system_linux = request.scope == "system" and sys.platform.startswith("linux")
     if system_linux and request.register_service:
         _ensure_linux_account(account, layout_for(scope="system").data_dir.as_posix(), say)
+    system_linux = system_linux and _account_exists(account)  # files are owned by the account when there is one
     if not upgrade:
         _write_config(target, text, account if system_linux else None)
         say(f"config written: {target}")
@@ -131,11 +132,13 @@ def install(request: InstallRequest, env: Mapping[str, str] | None = None, say: 
         shutil.chown(config.data_dir, account, account)
     _store_credentials(config, request, env, account if system_linux else None, say)
     if request.register_service:
+        here = service.current_target(target, request.scope, account=request.account, executable=request.executable)
         plan = service.plan(
             "install",
-            service.current_target(target, request.scope, account=request.account, executable=request.executable),
+            here,
             extra_write_paths=service.write_paths(config),
             start=False,
+            exists=service.installed_here(here),
         )
         try:
             execute(plan)
@@ -159,10 +162,8 @@ def install(request: InstallRequest, env: Mapping[str, str] | None = None, say: 
                 + "; ".join(f"{c.name}: {c.detail}" for c in failed)
             )
     if request.register_service and request.start:
-        start = service.plan("start", service.current_target(target, request.scope))
-        start.tolerate_failure = False
-        try:
-            execute(start)
+        try:  # restart: after an upgrade the old executable may still be running
+            execute(service.plan("restart", service.current_target(target, request.scope)))
         except PlanFailed as exc:
             raise InstallFailed(f"starting the service failed: {exc}") from None
         say("service started")
@@ -213,8 +214,12 @@ def _store_credentials(
         say(f"credential {name}: stored in {where}")
 
 
+def _account_exists(account: str) -> bool:
+    return subprocess.run(["id", "-u", account], capture_output=True, check=False).returncode == 0
+
+
 def _ensure_linux_account(account: str, home: str, say: Say) -> None:
-    if subprocess.run(["id", "-u", account], capture_output=True, check=False).returncode == 0:
+    if _account_exists(account):
         return
     from installer.plan import Plan
     from installer.systemd import account_commands

@@ -9,6 +9,7 @@ service account with ``icacls``; the secrets folder is readable only by it, SYST
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Sequence
 
 from installer.layout import SERVICE_NAME, Layout
@@ -62,14 +63,13 @@ def install_plan(layout: Layout, command: Sequence[str], *, account: str, start:
 
 
 def reconfigure_plan(layout: Layout, command: Sequence[str], *, account: str, start: bool = True) -> Plan:
-    """Return an upgrade: stop, point the existing service at the (new) binary, start."""
+    """Return the upgrade plan (the service exists): stop it and wait, point it at the new binary, start it."""
     commands = [
-        ["sc.exe", "stop", SERVICE_NAME],
         ["sc.exe", "config", SERVICE_NAME, "binPath=", bin_path(command), "start=", "delayed-auto", "obj=", account],
     ]
     if start:
         commands.append(["sc.exe", "start", SERVICE_NAME])
-    return Plan(commands=commands, tolerate_failure=True)
+    return Plan(prelude=[["net", "stop", SERVICE_NAME]], commands=commands)
 
 
 def uninstall_plan() -> Plan:
@@ -78,6 +78,17 @@ def uninstall_plan() -> Plan:
 
 
 def action_plan(action: str) -> Plan:
-    """``start``, ``stop`` or ``status`` (``sc.exe query``)."""
+    """Return the plan to ``start``, ``restart`` (``net stop`` waits for the stop), ``stop`` or ``status``."""
+    if action == "restart":
+        return Plan(prelude=[["net", "stop", SERVICE_NAME]], commands=[["sc.exe", "start", SERVICE_NAME]])
     verb = {"start": "start", "stop": "stop", "status": "query"}[action]
     return Plan(commands=[["sc.exe", verb, SERVICE_NAME]], tolerate_failure=action == "status")
+
+
+def service_exists() -> bool:
+    """Return True when the ``possync`` service is registered on this Windows machine."""
+    try:
+        result = subprocess.run(["sc.exe", "query", SERVICE_NAME], capture_output=True, check=False, timeout=30)
+    except OSError:
+        return False
+    return result.returncode == 0

@@ -49,7 +49,13 @@ def cmd_service(args: argparse.Namespace) -> int:
             write_paths = service.write_paths(load_config(config_path))
         except ConfigError as exc:
             return fail("the config has problems; fix them before installing:\n  " + "\n  ".join(exc.problems), 2)
-    plan = service.plan(args.action, target, extra_write_paths=write_paths, start=not getattr(args, "no_start", False))
+    plan = service.plan(
+        args.action,
+        target,
+        extra_write_paths=write_paths,
+        start=not getattr(args, "no_start", False),
+        exists=args.action == "install" and service.installed_here(target),
+    )
     if args.dry_run:
         print(plan.describe())
         return 0

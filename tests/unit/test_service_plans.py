@@ -65,6 +65,7 @@ def test_linux_system_plans_for_every_action() -> None:
     assert service.plan("start", target).commands == [["systemctl", "start", "possync.service"]]
     assert service.plan("stop", target).commands == [["systemctl", "stop", "possync.service"]]
     assert service.plan("status", target).commands == [["systemctl", "status", "--no-pager", "possync.service"]]
+    assert service.plan("restart", target).commands == [["systemctl", "restart", "possync.service"]]
     assert "run systemctl enable possync.service" in install.describe()
 
 
@@ -79,11 +80,13 @@ def test_macos_daemon_plist_and_launchctl_commands() -> None:
     assert job["UserName"] == "_possync" and job["GroupName"] == "_possync"
     assert job["RunAtLoad"] is True and job["KeepAlive"] == {"SuccessfulExit": False}
     assert job["StandardErrorPath"] == "/Library/Application Support/possync/data/logs/launchd.log"
-    assert plan.commands == [
-        ["launchctl", "bootout", "system/com.possync.agent"],
-        ["launchctl", "bootstrap", "system", "/Library/LaunchDaemons/com.possync.agent.plist"],
-    ]
+    assert plan.prelude == [["launchctl", "bootout", "system/com.possync.agent"]]
+    assert plan.commands == [["launchctl", "bootstrap", "system", "/Library/LaunchDaemons/com.possync.agent.plist"]]
     assert service.plan("stop", target).commands == [["launchctl", "bootout", "system/com.possync.agent"]]
+    restart = service.plan("restart", target)
+    assert restart.prelude == [["launchctl", "bootstrap", "system", "/Library/LaunchDaemons/com.possync.agent.plist"]]
+    assert restart.commands == [["launchctl", "kickstart", "-k", "system/com.possync.agent"]]
+    assert "run launchctl bootout system/com.possync.agent (may fail)" in plan.describe()
     assert service.plan("status", target).commands == [["launchctl", "print", "system/com.possync.agent"]]
 
 
@@ -149,6 +152,14 @@ def test_windows_service_is_created_with_sc_exe_under_a_virtual_account() -> Non
     ]
     assert service.plan("status", target).commands == [["sc.exe", "query", "possync"]]
     assert service.plan("stop", target).commands == [["sc.exe", "stop", "possync"]]
+    upgrade = service.plan("install", target, exists=True)
+    assert upgrade.prelude == [["net", "stop", "possync"]]  # net stop waits until the service has stopped
+    assert upgrade.commands == [
+        ["sc.exe", "config", "possync", "binPath=", bin_path, "start=", "delayed-auto", "obj=", r"NT SERVICE\possync"],
+        ["sc.exe", "start", "possync"],
+    ]
+    restart = service.plan("restart", target)
+    assert (restart.prelude, restart.commands) == ([["net", "stop", "possync"]], [["sc.exe", "start", "possync"]])
 
 
 def test_windows_service_reports_states_in_the_order_the_scm_expects() -> None:
