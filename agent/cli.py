@@ -11,9 +11,41 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from agent.commands import demo, exceptions, receipts, reconcile, run, sandbox, status, stock, tray, version
+from agent.commands import (
+    credentials,
+    demo,
+    doctor,
+    exceptions,
+    install,
+    receipts,
+    reconcile,
+    run,
+    sandbox,
+    service,
+    status,
+    stock,
+    support_bundle,
+    tray,
+    version,
+)
 
-COMMANDS = (run, status, stock, reconcile, exceptions, receipts, sandbox, demo, tray, version)
+COMMANDS = (
+    run,
+    status,
+    stock,
+    reconcile,
+    exceptions,
+    receipts,
+    sandbox,
+    demo,
+    tray,
+    doctor,
+    credentials,
+    service,
+    install,
+    support_bundle,
+    version,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,6 +52,7 @@ class AgentSettings(BaseModel):
     api_allowed_hosts: list[str] = Field(default_factory=list)
     api_max_body_kb: int = Field(1024, ge=1, le=65536)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("timezone")
     @classmethod
