@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import sys
 from importlib.metadata import distributions
@@ -31,11 +32,17 @@ def sources_digest() -> str:
 
 
 def frozen_executable() -> tuple[Path, float | None]:
-    """The one-folder executable of the current sources and the build time (None when reused)."""
+    """The one-folder executable of the current sources and the build time (None when reused).
+
+    Parallel test workers share ``dist/``: a file lock makes one build while the others wait and reuse it.
+    """
     executable = executable_path(DIST, onefile=False)
     digest = sources_digest()
-    if executable.exists() and STAMP.exists() and STAMP.read_text().strip() == digest:
-        return executable, None
-    result = build(DIST)
-    STAMP.write_text(digest + "\n")
-    return result.executable, result.seconds
+    DIST.mkdir(exist_ok=True)
+    with open(DIST / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if executable.exists() and STAMP.exists() and STAMP.read_text().strip() == digest:
+            return executable, None
+        result = build(DIST)
+        STAMP.write_text(digest + "\n")
+        return result.executable, result.seconds
