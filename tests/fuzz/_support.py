@@ -96,7 +96,7 @@ HOSTILE_TEXT = [
     "0x10",
     "1_000",
     "١٢٣",  # Arabic-Indic digits
-    "１２",  # full-width digits
+    "\uff11\uff12",  # full-width digits
     "1,5",
     "1.5.5",
     "--1",
@@ -119,7 +119,7 @@ HOSTILE_TEXT = [
     '"',
     "a" * 70_000,
     "\udcff",  # a lone surrogate (what undecodable bytes become)
-    "𝟘𝟙",
+    "\U0001d7d8\U0001d7d9",  # double-struck digits
     "sale\x00",
     "SALE",
     "post_void",

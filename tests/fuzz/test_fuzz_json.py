@@ -23,7 +23,7 @@ from agent.mapping import ItemMaster
 from outbox.queue import Outbox
 from pos_adapters.http_ingest import HttpIngestSettings, HttpIngestSource
 from pos_adapters.jsonl_format import parse_json_line, read_jsonl
-from tests.fuzz._support import FUZZ, Counter, bounded, context, hostile_text, json_values
+from tests.fuzz._support import FUZZ, Counter, bounded, context, json_values
 
 ITEMS = ItemMaster([ItemRecord(sku="SKU-1"), ItemRecord(sku="SKU-2")])
 TXN_KEYS = ["transaction_id", "occurred_at", "kind", "business_day", "terminal_id", "lines", "voids", "currency"]
@@ -86,9 +86,9 @@ def assert_reasoned(issues: list[Any]) -> None:
 
 @given(data=documents())
 @FUZZ
-def test_a_hostile_json_line_is_parsed_or_reported_never_raised(data: bytes, tmp_path_factory: Any) -> None:
+def test_a_hostile_json_line_is_parsed_or_reported_never_raised(data: bytes) -> None:
     Counter.add("jsonl line")
-    ctx = context(Path("."))
+    ctx = context(Path())
     with bounded("parse_json_line"):
         parsed = parse_json_line(data, ctx, source="fuzz", source_ref="fuzz line 1", first=True)
     assert_reasoned(parsed.issues)
@@ -168,7 +168,7 @@ def test_a_hostile_ingest_body_is_refused_with_its_reason_or_stored(
 def test_a_strict_body_stores_all_or_nothing(ingest: tuple[HttpIngestSource, Outbox], doc: Any) -> None:
     Counter.add("http_ingest body (all or nothing)")
     source, outbox = ingest
-    txns = doc["transactions"] if "transactions" in doc else [doc]
+    txns = doc.get("transactions", [doc])
     ids = [t.get("transaction_id") for t in txns if isinstance(t, dict) and isinstance(t.get("transaction_id"), str)]
     before = {i: len(outbox.movements_of(i)) for i in ids if i}
     body = json.dumps(copy.deepcopy(doc), ensure_ascii=False).encode("utf-8", "surrogatepass")
