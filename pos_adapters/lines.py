@@ -24,6 +24,8 @@ from pos_adapters.base import SourceContext
 
 MAX_ID_LENGTH = 100
 MAX_QUANTITY = Decimal(1_000_000)
+MAX_LINE_NO = 999_999_999
+"""Line numbers above this are refused: they must fit an SQLite INTEGER and a WMS's 32-bit column."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,8 @@ def _parse_line_no(value: object) -> int:
         raise LineError("BAD_LINE_NO", f"line number {str(value)[:20]!r} is not a whole number") from None
     if number < 0:
         raise LineError("BAD_LINE_NO", f"line number {number} is negative")
+    if number > MAX_LINE_NO:
+        raise LineError("BAD_LINE_NO", f"line number {str(number)[:20]}... is larger than {MAX_LINE_NO:,}")
     return number
 
 
@@ -135,7 +139,7 @@ def normalize_line(
             code=exc.code,
             message=str(exc),
             pos_transaction_id=(line.pos_transaction_id or None),
-            line_no=_safe_int(line.line_no),
+            line_no=safe_line_no(line.line_no),
             raw_item_id=(line.item or None),
             raw=raw,
         )
@@ -226,8 +230,12 @@ def build_movement(line: PosLine, ctx: SourceContext, *, source: str, source_ref
     )
 
 
-def _safe_int(value: object) -> int | None:
+def safe_line_no(value: object) -> int | None:
+    """Return ``value`` as a line number for an issue record, or None if it is not a usable one."""
+    if isinstance(value, bool):
+        return None
     try:
-        return int(str(value).strip())
+        number = int(str(value).strip())
     except ValueError:
         return None
+    return number if 0 <= number <= MAX_LINE_NO else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.capture import OutboxSink
+from agent.domain import ItemRecord
+from agent.mapping import ItemMaster
+from outbox.queue import Outbox
+from pos_adapters.base import Batch
 from pos_adapters.file_drop import FileDropSettings, FileDropSource
 from pos_adapters.reading import MalformedFile
 from tests.fuzz._support import FUZZ, Counter, bounded, context, hostile_text
@@ -32,6 +38,7 @@ MAPPED = {
     "default_kind": "sale",
     "columns": {"pos_transaction_id": "txn", "line_no": "line", "occurred_at": "at", "item": "item", "quantity": "qty"},
 }
+ITEMS = ItemMaster([ItemRecord(sku="SKU-1")])
 HEADER = ["txn", "line", "at", "item", "qty"]
 
 
@@ -58,6 +65,13 @@ def read_all(source: FileDropSource, path: Path) -> tuple[list[Any], str | None]
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz-csv")
+
+
+@pytest.fixture(scope="module")
+def outbox(folder: Path) -> Iterator[Outbox]:
+    box = Outbox.open_file(folder / "outbox.sqlite")
+    yield box
+    box.close()
 
 
 def fixture_case(name: str) -> tuple[dict[str, Any], bytes]:
@@ -109,7 +123,7 @@ def csv_text(rows: list[list[str]]) -> str:
 )
 @FUZZ
 def test_well_formed_rows_next_to_hostile_ones_are_all_captured(
-    folder: Path, hostile: list[list[str]], positions: list[int]
+    folder: Path, outbox: Outbox, hostile: list[list[str]], positions: list[int]
 ) -> None:
     Counter.add("csv mapped (neighbours)")
     body = [[cell.replace("\x00", "") for cell in row] for row in hostile]  # NUL is refused file-wide by csv
@@ -127,5 +141,8 @@ def test_well_formed_rows_next_to_hostile_ones_are_all_captured(
         return
     captured = {m.pos_transaction_id for c in chunks for m in c.movements}
     assert good <= captured, f"valid rows lost: {good - captured}"
+    sink = OutboxSink("drop", outbox, ITEMS, lambda _n: None)
+    for chunk in chunks:  # what was read must also be storable: a hostile value never poisons the batch
+        sink.submit(Batch(movements=chunk.movements, issues=chunk.issues, voids=chunk.voids))
     counted = sum(1 for c in chunks for _ in c.movements) + sum(len(c.issues) for c in chunks)
     assert counted >= len(good)

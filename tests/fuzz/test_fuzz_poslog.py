@@ -10,6 +10,7 @@ reason; valid transactions beside hostile ones in the same file are all captured
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -18,6 +19,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.capture import OutboxSink
+from agent.domain import ItemRecord
+from agent.mapping import ItemMaster
+from outbox.queue import Outbox
+from pos_adapters.base import Batch
 from pos_adapters.poslog import read_poslog
 from pos_adapters.reading import MalformedFile
 from tests.fuzz._support import FUZZ, Counter, bounded, context, hostile_text
@@ -27,6 +33,7 @@ REAL = [
     (FIXTURES / "ncr-acs" / "POSLog.xml").read_bytes()[:30_000],
     (FIXTURES / "file_drop" / "poslog-arts" / "input.xml").read_bytes(),
 ]
+ITEMS = ItemMaster([ItemRecord(sku="SKU-1")])
 TAGS = [
     "POSLog",
     "Transaction",
@@ -149,6 +156,13 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz-poslog")
 
 
+@pytest.fixture(scope="module")
+def outbox(folder: Path) -> Iterator[Outbox]:
+    box = Outbox.open_file(folder / "outbox.sqlite")
+    yield box
+    box.close()
+
+
 def read_all(path: Path, folder: Path) -> tuple[list[Any], str | None]:
     chunks: list[Any] = []
     try:
@@ -189,7 +203,7 @@ def good_transaction(n: int) -> str:
 )
 @FUZZ
 def test_valid_transactions_beside_hostile_ones_are_all_captured(
-    folder: Path, hostile: list[str], positions: list[int]
+    folder: Path, outbox: Outbox, hostile: list[str], positions: list[int]
 ) -> None:
     Counter.add("poslog file (neighbours)")
     parts = list(hostile)
@@ -203,3 +217,6 @@ def test_valid_transactions_beside_hostile_ones_are_all_captured(
     assert refused is None, refused  # well-formed XML without a DTD is never refused whole
     captured = {m.pos_transaction_id for c in chunks for m in c.movements}
     assert good <= captured, f"valid transactions lost: {good - captured}"
+    sink = OutboxSink("poslog", outbox, ITEMS, lambda _n: None)
+    for chunk in chunks:  # what was read must also be storable: a hostile value never poisons the batch
+        sink.submit(Batch(movements=chunk.movements, issues=chunk.issues, voids=chunk.voids))
