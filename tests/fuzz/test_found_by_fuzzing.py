@@ -55,3 +55,14 @@ def test_a_huge_line_number_is_an_issue_not_a_poison_batch(tmp_path: Path) -> No
         assert codes == ["BAD_LINE_NO"]
     finally:
         outbox.close()
+
+
+def test_a_broken_print_job_does_not_swallow_the_next_receipt_after_an_idle_gap() -> None:
+    from pos_adapters.escpos import ReceiptSplitter
+    from tests.support.serial_tap import Sale, receipt_bytes
+
+    good = receipt_bytes(Sale("R3-GOOD", [("SKU-5001", 1, False)]))
+    splitter = ReceiptSplitter(synced=True)
+    out = [*splitter.feed(b"\x1b&\x01"), *splitter.idle(ends_receipt=True)]  # ESC & cut short, then quiet
+    out += [*splitter.feed(good), *splitter.idle(ends_receipt=True)]
+    assert [r.raw for r in out] == [good]  # was: the half command's declared length ate the next receipt
