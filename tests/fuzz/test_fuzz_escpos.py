@@ -101,7 +101,7 @@ def check_receipts(data: bytes, receipts: list) -> None:  # type: ignore[type-ar
 
 @given(data=streams(), cuts=st.lists(st.integers(0, 70_000), max_size=12))
 @FUZZ
-def test_a_hostile_stream_is_split_without_losing_a_byte_and_read_or_refused(data: bytes, cuts: list[int]) -> None:
+def test_a_hostile_stream_is_split_without_losing_a_line_and_read_or_refused(data: bytes, cuts: list[int]) -> None:
     Counter.add("escpos stream + templates")
     with bounded("escpos split + templates"):
         whole = split_recording(data)
