@@ -9,6 +9,7 @@ Needs ``pip install atheris`` (the ``fuzz`` extra).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -78,10 +79,8 @@ def _templates() -> Callable[[bytes], None]:
     def run(data: bytes) -> None:
         lines = data.decode("utf-8", "replace").splitlines()
         for template in templates:
-            try:
+            with contextlib.suppress(Unparsed):
                 template.parse(lines)
-            except Unparsed:
-                pass
 
     return run
 
