@@ -24,6 +24,8 @@ from pos_adapters.base import SourceContext
 
 MAX_ID_LENGTH = 100
 MAX_QUANTITY = Decimal(1_000_000)
+MAX_EXPONENT = 15
+"""Quantities and prices beyond 10**15 or below 10**-15 are refused before any arithmetic."""
 MAX_LINE_NO = 999_999_999
 """Line numbers above this are refused: they must fit an SQLite INTEGER and a WMS's 32-bit column."""
 
@@ -72,7 +74,12 @@ def parse_decimal(value: object, what: str) -> Decimal:
         except InvalidOperation:
             raise LineError("BAD_NUMBER", f"{what} {str(value)[:40]!r} is not a number") from None
     if not result.is_finite():
-        raise LineError("BAD_NUMBER", f"{what} {value!r} is not a finite number")
+        raise LineError("BAD_NUMBER", f"{what} {str(value)[:40]!r} is not a finite number")
+    if result == 0:
+        return Decimal(0)
+    if not -MAX_EXPONENT <= result.adjusted() <= MAX_EXPONENT:
+        # Arithmetic on such a value (even abs()) overflows the decimal context: refuse it here, in words.
+        raise LineError("BAD_NUMBER", f"{what} {str(value)[:40]!r} is out of any plausible range")
     return result
 
 

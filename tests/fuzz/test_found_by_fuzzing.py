@@ -66,3 +66,23 @@ def test_a_broken_print_job_does_not_swallow_the_next_receipt_after_an_idle_gap(
     out = [*splitter.feed(b"\x1b&\x01"), *splitter.idle(ends_receipt=True)]  # ESC & cut short, then quiet
     out += [*splitter.feed(good), *splitter.idle(ends_receipt=True)]
     assert [r.raw for r in out] == [good]  # was: the half command's declared length ate the next receipt
+
+
+def test_an_astronomical_quantity_is_an_issue_not_an_overflow(tmp_path: Path) -> None:
+    from pos_adapters.csv_format import CsvLayout, read_csv
+
+    path = tmp_path / "q.csv"
+    path.write_text(HEADER + "A,1,2026-11-20T09:00:00,SKU-1,1e999999999\nB,1,2026-11-20T09:00:00,SKU-1,1e-999999999\n")
+    layout = CsvLayout(
+        columns={
+            "pos_transaction_id": "txn",
+            "line_no": "line",
+            "occurred_at": "at",
+            "item": "item",
+            "quantity": "qty",
+        },
+        default_kind="sale",
+    )
+    # was: decimal.Overflow from abs() escaped the reader and cost the whole file
+    (chunk,) = list(read_csv(path, layout, context(tmp_path), source="drop"))
+    assert [i.code for i in chunk.issues] == ["BAD_NUMBER", "BAD_NUMBER"] and chunk.movements == []
