@@ -21,9 +21,11 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from agent.domain import Movement, Outcome, PushReport
 from agent.live import LiveState
+from agent.redact import redact
 from outbox.backoff import Backoff
 from outbox.db import StorageFull
 from outbox.queue import Outbox
@@ -131,10 +133,10 @@ class DeliveryLoop:
 
     def deliver(self, batch: Sequence[Movement]) -> None:
         """Push one claimed batch and record what happened to each event."""
-        report = self.client.push(batch)
+        report = _redacted(self.client.push(batch))
         if report.auth_failed and self.client.refresh_credentials():
             log.info("credentials changed in the secret store; sending again")
-            report = self.client.push(batch)
+            report = _redacted(self.client.push(batch))
         if report.auth_failed:
             self.outbox.release([m.event_id for m in batch])
             self.live.auth_refused(report.error or "WMS refused the credentials")
@@ -197,3 +199,17 @@ class DeliveryLoop:
             return True  # not an auth problem any more: let normal backoff handle it
         self.live.reachable(latency)
         return True
+
+
+def _redacted(report: PushReport) -> PushReport:
+    """Remove every known secret from the WMS's words before they are stored, shown or logged.
+
+    A WMS may quote the request (its ``Authorization`` header included) in an error or rejection
+    message; those texts end up in exception records, the status and the outbox file.
+    """
+    results = [
+        replace(r, message=redact(r.message)) if r.message and redact(r.message) != r.message else r
+        for r in report.results
+    ]
+    error = redact(report.error) if report.error else report.error
+    return replace(report, results=results, error=error)

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from agent.redact import redact
 from outbox.state import AgentState
 
 log = logging.getLogger("possync.agent")
@@ -102,6 +103,7 @@ class LiveState:
 
     def failed(self, error: str) -> None:
         """Record that the WMS could not take a batch (network, 5xx, throttling)."""
+        error = redact(error)  # a WMS may quote the request's credentials back in its error text
         now = time.time()
         with self._lock:
             v = self._values
@@ -114,6 +116,7 @@ class LiveState:
 
     def auth_refused(self, error: str) -> None:
         """Record that the WMS refused our credentials; delivery pauses."""
+        error = redact(error)
         with self._lock:
             v = self._values
             first = not v.auth_failed
@@ -157,9 +160,13 @@ class LiveState:
             v.reconcile_day, v.reconcile_drift_skus, v.reconcile_at = day, drift_skus, at
 
     def sources(self, health: dict[str, dict[str, Any]]) -> None:
-        """Record the sources' health."""
+        """Record the sources' health (error texts redacted: a POS API may quote its credentials back)."""
+        cleaned = {
+            name: {k: redact(v) if isinstance(v, str) else v for k, v in values.items()}
+            for name, values in health.items()
+        }
         with self._lock:
-            self._values.sources = health
+            self._values.sources = cleaned
 
     def api_listening(self, url: str) -> None:
         """Record where the local API listens (the tray and scripts read it from the status)."""

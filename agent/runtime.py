@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from agent.api.server import ApiServer
@@ -45,6 +45,9 @@ from outbox.stock import StockRecord, StockView
 from pos_adapters.base import REGISTRY as SOURCE_KINDS
 from pos_adapters.base import Source, SourceContext
 from wms_client.base import REGISTRY as WMS_KINDS
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 from wms_client.base import WmsAuthError, WmsClient, WmsUnavailable
 
 log = logging.getLogger("possync.agent")
@@ -231,6 +234,7 @@ class Agent:
     def _start_api(self) -> None:
         cfg = self.config.agent
         self.api: ApiServer | None = None
+        self.api_app: FastAPI | None = None
         if cfg.api_token is None:
             log.warning("local API and status page disabled: set agent.api_token to enable them")
             return
@@ -243,7 +247,7 @@ class Agent:
         sessions = Sessions(
             initial=saved if isinstance(saved, dict) else None, save=lambda s: state.set(api_sessions=s)
         )
-        asgi, _ = create_app(
+        asgi, self.api_app = create_app(
             self,
             token,
             bind=cfg.api_bind,

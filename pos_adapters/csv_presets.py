@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pos_adapters.lines import LineError, PosLine
+from pos_adapters.lines import MAX_EXPONENT, LineError, PosLine
 
 Get = Callable[[str], str]
 
@@ -125,6 +125,8 @@ def parse_number(text: str, what: str, *, decimal_comma: bool = False, money: bo
         raise LineError("BAD_NUMBER", f"{what} {raw[:40]!r} is not a number{hint}") from None
     if not number.is_finite():
         raise LineError("BAD_NUMBER", f"{what} {raw[:40]!r} is not a finite number")
+    if number != 0 and not -MAX_EXPONENT <= number.adjusted() <= MAX_EXPONENT:  # would overflow arithmetic
+        raise LineError("BAD_NUMBER", f"{what} {raw[:40]!r} is out of any plausible range")
     return -number if negative else number
 
 

@@ -9,8 +9,10 @@ Invariants:
 - Only printable bytes become text, decoded in the code page selected with ``ESC t`` and the
   international character set selected with ``ESC R``; ``ESC @`` returns to the power-on state.
 - The splitter ends a receipt at a paper cut (``GS V``, ``ESC i``, ``ESC m``), at an idle gap when
-  asked to, or at the end of a recording. Bytes whose beginning it did not see (before it is in sync,
-  or cut short by a broken stream) come out as fragments (``complete=False``), never as receipts.
+  asked to, or at the end of a recording. An idle gap that ends a receipt also ends a half-received
+  command (a broken print job), so its declared length cannot swallow the next receipt. Bytes whose
+  beginning it did not see (before it is in sync, or cut short by a broken stream) come out as
+  fragments (``complete=False``), never as receipts.
 - Nothing here does I/O or looks at the clock: the caller says when the line went quiet.
 """
 
@@ -265,6 +267,11 @@ class Decoder:
         self._buf += view
         self._parse()
         return self._take_events()
+
+    @property
+    def pending(self) -> bool:
+        """True while a command is half received (its remaining bytes are still expected)."""
+        return bool(self._buf) or self._skip > 0
 
     def flush(self) -> list[Event]:
         """End of the data: print any text still waiting for a line feed."""
@@ -666,7 +673,13 @@ class ReceiptSplitter:
         """Note that the line went quiet: the splitter is in sync, and the receipt ends if ``ends_receipt``."""
         if self.synced and not ends_receipt:
             return []
-        for event in self.decoder.flush():
+        if ends_receipt and self.decoder.pending:
+            # A POS never pauses for a whole idle gap inside one command: a broken job must not eat the next one.
+            self._open.notes.append("a command was cut short by the idle gap; the rest of it was not waited for")
+            events = self.decoder.interrupt()
+        else:
+            events = self.decoder.flush()
+        for event in events:
             self._note(event)
         complete = self.synced
         self.synced = True

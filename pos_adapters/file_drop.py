@@ -10,7 +10,10 @@ Invariants:
   counted twice).
 - A file is moved to ``archive`` only after every batch read from it is durable, and to
   ``quarantine`` (with ``<name>.reason.txt`` beside it) when it cannot be read; its bytes are never
-  deleted or changed. Names that are too long for a suffix are shortened, never refused.
+  deleted or changed. Names that are too long for a suffix are shortened, and names Windows
+  cannot hold (device names such as ``CON.csv``, reserved characters such as ``:`` or ``?``, a
+  trailing dot) are made portable, never refused; the reason file says under which name a file
+  was stored.
 - A file's cursor is keyed by its SHA-256: a crash mid-file resumes after the last durable chunk,
   and the same file dropped again is recognised and changes nothing.
 - File names are shown (logs, reasons, source references) in a printable form; names that are not
@@ -490,9 +493,14 @@ class FileDropSource:
 
     @staticmethod
     def _free_name(folder: Path, name: str, reserve: int = 0) -> Path:
-        """Return a path in ``folder`` for ``name`` that is free and short enough (with ``reserve`` bytes to spare)."""
+        """Return a path in ``folder`` for ``name`` that is free, short enough and valid on Windows too.
+
+        ``reserve`` bytes are kept spare (for a ``.reason.txt`` suffix). The archive and quarantine
+        may be a Windows share: device names (``CON``, ``NUL``, ``COM1``...), characters Windows
+        refuses and trailing dots or spaces are replaced, and no name can leave ``folder``.
+        """
         limit = NAME_MAX - reserve
-        fitted = _fit(name, limit)
+        fitted = _fit(portable_name(name), limit)
         target = folder / fitted
         if not target.exists():
             return target
@@ -503,6 +511,25 @@ class FileDropSource:
     def _forget(self, name: str) -> None:
         self._seen.pop(name, None)
         self._retry_at.pop(name, None)
+
+
+WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in [*"123456789", "\u00b9", "\u00b2", "\u00b3"]]
+)
+WINDOWS_FORBIDDEN = str.maketrans({ch: "_" for ch in '<>:"/\\|?*'} | {chr(c): "_" for c in range(32)})
+
+
+def portable_name(name: str) -> str:
+    """Return ``name`` as a file name every supported OS accepts (unchanged when it already is)."""
+    safe = name.translate(WINDOWS_FORBIDDEN)
+    if safe.rstrip(". ") != safe:
+        safe = safe.rstrip(". ") + "_"
+    if safe in ("", ".", ".."):
+        safe = "_" + safe
+    if safe.split(".", 1)[0].rstrip(" ").upper() in WINDOWS_DEVICES:
+        safe = "_" + safe
+    return safe
 
 
 def _fit(name: str, limit: int) -> str:

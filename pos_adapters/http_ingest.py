@@ -187,7 +187,9 @@ class HttpIngestSource:
         try:
             document = json.loads(body, parse_float=Decimal)
         except (UnicodeDecodeError, ValueError) as exc:
-            return _refuse(400, "BAD_REQUEST", f"the body is not JSON: {exc}")
+            return _refuse(400, "BAD_REQUEST", f"the body is not JSON: {exc}"[:300])
+        except RecursionError:
+            return _refuse(400, "BAD_REQUEST", "the body is not a POS transaction: JSON nested too deeply")
         count = (
             len(document["transactions"])
             if isinstance(document, dict) and isinstance(document.get("transactions"), list)

@@ -24,6 +24,10 @@ from pos_adapters.base import SourceContext
 
 MAX_ID_LENGTH = 100
 MAX_QUANTITY = Decimal(1_000_000)
+MAX_EXPONENT = 15
+"""Quantities and prices beyond 10**15 or below 10**-15 are refused before any arithmetic."""
+MAX_LINE_NO = 999_999_999
+"""Line numbers above this are refused: they must fit an SQLite INTEGER and a WMS's 32-bit column."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +74,12 @@ def parse_decimal(value: object, what: str) -> Decimal:
         except InvalidOperation:
             raise LineError("BAD_NUMBER", f"{what} {str(value)[:40]!r} is not a number") from None
     if not result.is_finite():
-        raise LineError("BAD_NUMBER", f"{what} {value!r} is not a finite number")
+        raise LineError("BAD_NUMBER", f"{what} {str(value)[:40]!r} is not a finite number")
+    if result == 0:
+        return Decimal(0)
+    if not -MAX_EXPONENT <= result.adjusted() <= MAX_EXPONENT:
+        # Arithmetic on such a value (even abs()) overflows the decimal context: refuse it here, in words.
+        raise LineError("BAD_NUMBER", f"{what} {str(value)[:40]!r} is out of any plausible range")
     return result
 
 
@@ -109,6 +118,8 @@ def _parse_line_no(value: object) -> int:
         raise LineError("BAD_LINE_NO", f"line number {str(value)[:20]!r} is not a whole number") from None
     if number < 0:
         raise LineError("BAD_LINE_NO", f"line number {number} is negative")
+    if number > MAX_LINE_NO:
+        raise LineError("BAD_LINE_NO", f"line number {str(number)[:20]}... is larger than {MAX_LINE_NO:,}")
     return number
 
 
@@ -135,7 +146,7 @@ def normalize_line(
             code=exc.code,
             message=str(exc),
             pos_transaction_id=(line.pos_transaction_id or None),
-            line_no=_safe_int(line.line_no),
+            line_no=safe_line_no(line.line_no),
             raw_item_id=(line.item or None),
             raw=raw,
         )
@@ -226,8 +237,12 @@ def build_movement(line: PosLine, ctx: SourceContext, *, source: str, source_ref
     )
 
 
-def _safe_int(value: object) -> int | None:
+def safe_line_no(value: object) -> int | None:
+    """Return ``value`` as a line number for an issue record, or None if it is not a usable one."""
+    if isinstance(value, bool):
+        return None
     try:
-        return int(str(value).strip())
+        number = int(str(value).strip())
     except ValueError:
         return None
+    return number if 0 <= number <= MAX_LINE_NO else None

@@ -191,6 +191,10 @@ def read_poslog(
             raise MalformedFile("the file declares XML entities; possync refuses them for safety") from None
         except DefusedXmlException as exc:
             raise MalformedFile(f"the file refers to external resources ({exc}); refused for safety") from None
+        except LookupError as exc:  # the XML declaration names an encoding Python has no codec for
+            raise MalformedFile(
+                f"the XML declaration names a text encoding possync does not know ({exc}); export as UTF-8"
+            ) from None
         except ParseError as exc:
             what = "the file is empty or not XML" if "no element found" in str(exc) else "not well-formed XML"
             raise MalformedFile(f"{what} ({exc}); {chunk.rows} transaction(s) were read before it") from None

@@ -37,7 +37,7 @@ from typing import Any
 
 from agent.domain import CaptureIssue, Disposition, Kind, Movement, PostVoid, make_event_id, make_issue_id
 from pos_adapters.base import SourceContext
-from pos_adapters.lines import MAX_ID_LENGTH, LineError, PosLine, build_movement, parse_timestamp
+from pos_adapters.lines import MAX_ID_LENGTH, LineError, PosLine, build_movement, parse_timestamp, safe_line_no
 
 POST_VOID = "post_void"
 KINDS = (*(k.value for k in Kind), POST_VOID)
@@ -352,12 +352,7 @@ def _report(
 
 
 def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return None
+    return safe_line_no(value)
 
 
 def _text(value: object) -> str:

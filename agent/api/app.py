@@ -222,7 +222,7 @@ def create_app(
         "default; every route needs `Authorization: Bearer <api_token>` or a status-page session.",
         docs_url=None,
         redoc_url=None,
-        openapi_url=f"{API}/openapi.json",
+        openapi_url=None,  # served below, behind the token like every other API route
     )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(bind, hosts or []))
 
@@ -308,6 +308,10 @@ def create_app(
         """Mint a code that opens a browser session at ``/login?code=...`` (valid one minute, once)."""
         code = sessions.mint_code()
         return {"code": code, "url": f"{str(request.base_url).rstrip('/')}/login?code={code}"}
+
+    @api.get("/openapi.json", include_in_schema=False)
+    def openapi_document() -> dict[str, Any]:
+        return app.openapi()
 
     for router in routers or []:
         api.include_router(router)

@@ -187,7 +187,8 @@ def test_page_and_assets_ship_inside_the_package(running: tuple[Agent, str]) -> 
 
 def test_openapi_document_is_served_and_committed(running: tuple[Agent, str]) -> None:
     _, url = running
-    served = httpx.get(url + "/api/v1/openapi.json").json()
+    assert httpx.get(url + "/api/v1/openapi.json").status_code == 401
+    served = httpx.get(url + "/api/v1/openapi.json", headers=bearer()).json()
     assert "/api/v1/status" in served["paths"]
     committed = json.loads((ROOT / "docs" / "local-api.openapi.json").read_text())
     assert committed == json.loads(render()), "regenerate: python -m agent.api.openapi > docs/local-api.openapi.json"
