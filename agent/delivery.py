@@ -13,6 +13,10 @@ Invariants:
   a quiet spell and every full batch go at once.
 - Waiting uses the monotonic clock, so wall-clock jumps neither stall nor storm retries.
 - ``exchange`` is held from each push until its results are recorded (see ``outbox.stock``).
+- Read-ahead: while a full batch is in flight, the next one is claimed (and decoded) on a helper
+  thread, so draining a backlog overlaps the outbox's work with the WMS's. The next batch is still
+  pushed only after the previous one's results are recorded, and a read-ahead batch the loop cannot
+  send now (backoff, pause, refused credentials, stop) is released at once, so order is kept.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 from agent.domain import Movement, Outcome, PushReport
@@ -62,6 +67,8 @@ class DeliveryLoop:
         self._auth_blocked_until: float | None = None
         self._failures = 0
         self._last_partial_push = -LINGER_S
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="delivery-read-ahead")
+        self._ahead: Future[list[Movement]] | None = None
         # Held from a push until its results are recorded: a stock snapshot is stored only between
         # exchanges, so every event the WMS had applied by then has its ack (and position) recorded.
         self.exchange = threading.Lock()
@@ -94,18 +101,48 @@ class DeliveryLoop:
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                wait = self.step()
-            except Exception:  # never let one bug stop delivery for good
-                log.exception("delivery step failed; retrying in 5 s")
-                wait = 5.0
-            if wait > 0 and not stop.is_set():
-                self._wake.wait(timeout=wait)
-                self._wake.clear()
+        try:
+            while not stop.is_set():
+                try:
+                    wait = self.step()
+                except Exception:  # never let one bug stop delivery for good
+                    log.exception("delivery step failed; retrying in 5 s")
+                    self._release_ahead()
+                    wait = 5.0
+                if wait > 0 and not stop.is_set():
+                    self._wake.wait(timeout=wait)
+                    self._wake.clear()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release a read-ahead batch and stop the helper thread (``run`` does this when it ends)."""
+        self._release_ahead()
+        self._reader.shutdown(wait=True)
 
     def step(self) -> float:
         """Do one unit of work; return how long to wait before the next (0 = go on at once)."""
+        wait = self._wait_before_claim()
+        if wait > 0:
+            self._release_ahead()
+            return wait
+        batch = self._take_ahead()
+        if batch is None:
+            batch = self.outbox.claim(self.batch_size)
+        if not batch:
+            due = self.outbox.next_due_in()
+            return IDLE_RECHECK_S if due is None else min(max(due, 0.01), IDLE_RECHECK_S)
+        full = len(batch) == self.batch_size
+        with self.exchange:
+            if full:  # a backlog: claim the next batch while this one travels
+                self._ahead = self._reader.submit(self.outbox.claim, self.batch_size)
+            self.deliver(batch)
+        if not full:
+            self._last_partial_push = time.monotonic()
+        return 0.0
+
+    def _wait_before_claim(self) -> float:
+        """Return how long delivery must wait now (pause, refused credentials, backoff, linger), or 0."""
         if self._paused:
             return IDLE_RECHECK_S
         now = time.monotonic()
@@ -118,18 +155,24 @@ class DeliveryLoop:
             self._auth_blocked_until = None
         if now < self._hold_until:
             return self._hold_until - now
-        linger = self._last_partial_push + LINGER_S - now
-        if linger > 0:
-            return linger
-        batch = self.outbox.claim(self.batch_size)
-        if not batch:
-            due = self.outbox.next_due_in()
-            return IDLE_RECHECK_S if due is None else min(max(due, 0.01), IDLE_RECHECK_S)
-        with self.exchange:
-            self.deliver(batch)
-        if len(batch) < self.batch_size:
-            self._last_partial_push = time.monotonic()
-        return 0.0
+        return max(self._last_partial_push + LINGER_S - now, 0.0)
+
+    def _take_ahead(self) -> list[Movement] | None:
+        """Return the read-ahead batch (None if there is none, or if claiming it failed)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        try:
+            return ahead.result()
+        except Exception as exc:
+            log.warning("reading the next batch ahead failed (claimed again now): %s", exc)
+            return None
+
+    def _release_ahead(self) -> None:
+        """Give a read-ahead batch back to the queue untouched, so nothing overtakes what waits."""
+        batch = self._take_ahead()
+        if batch:
+            self.outbox.release([m.event_id for m in batch])
 
     def deliver(self, batch: Sequence[Movement]) -> None:
         """Push one claimed batch and record what happened to each event."""

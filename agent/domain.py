@@ -91,6 +91,9 @@ class Movement:
     currency: str | None = None
     source: str = ""
     source_ref: str = ""
+    # The movement's JSON text once known (encoded, or read back from the outbox), so a movement is
+    # not encoded again on every delivery attempt. Not a field of the movement's value.
+    _json: str | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     @property
     def is_mapped(self) -> bool:
@@ -160,8 +163,12 @@ class Movement:
         }
 
     def to_json(self) -> str:
-        """Return the compact JSON text of ``to_wire()``."""
-        return json.dumps(self.to_wire(), separators=(",", ":"))
+        """Return the compact JSON text of ``to_wire()`` (computed once per movement object)."""
+        text = self._json
+        if text is None:
+            text = _ENCODER.encode(self.to_wire())
+            object.__setattr__(self, "_json", text)
+        return text
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Movement:
@@ -194,8 +201,13 @@ class Movement:
 
     @classmethod
     def from_json(cls, text: str) -> Movement:
-        """Rebuild a movement from ``to_json()`` output."""
-        return cls.from_wire(json.loads(text))
+        """Rebuild a movement from ``to_json()`` output; ``to_json()`` then returns ``text`` as it is."""
+        movement = cls.from_wire(json.loads(text))
+        object.__setattr__(movement, "_json", text)
+        return movement
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def _dec(value: Decimal) -> str:

@@ -2,7 +2,10 @@
 
 Invariants:
 - Every connection runs in WAL mode with ``synchronous=FULL``: a committed transaction survives a
-  power cut, not only a process crash.
+  power cut, not only a process crash. The one exception is delivery bookkeeping that is safe to
+  lose (``write(durable=False)``: leases and acks): it commits with ``synchronous=NORMAL``, which a
+  process crash cannot undo and a power cut can only roll back to an earlier consistent state; the
+  events are then sent again and the WMS answers ``duplicate``. The next durable commit syncs them too.
 - Writes go through ``Database.write()``, which opens ``BEGIN IMMEDIATE`` on the process's single
   writer connection, so two writers never interleave and a write never fails half-way on a lock
   upgrade. Other processes (the CLI) wait up to ``busy_timeout`` for the lock.
@@ -74,12 +77,16 @@ class Database:
         self._write_lock = threading.Lock()
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
         """Run a write transaction (``BEGIN IMMEDIATE``); commits on exit, rolls back on error.
 
-        A full disk surfaces as ``StorageFull`` so callers can keep their input and retry later.
+        ``durable=False`` skips the commit's fsync, for bookkeeping whose loss in a power cut only
+        means sending events again (see the module invariants). A full disk surfaces as
+        ``StorageFull`` so callers can keep their input and retry later.
         """
         with self._write_lock:
+            if not durable:
+                self._synchronous("NORMAL")
             try:
                 with self._writer.begin() as conn:
                     yield conn
@@ -87,6 +94,17 @@ class Database:
                 if _is_full(exc):
                     raise StorageFull(str(exc)) from exc
                 raise
+            finally:
+                if not durable:
+                    self._synchronous("FULL")
+
+    def _synchronous(self, level: str) -> None:
+        """Set the writer's ``synchronous`` level (SQLite allows it only outside a transaction)."""
+        raw = self._writer.raw_connection()
+        try:
+            raw.driver_connection.execute(f"PRAGMA synchronous={level}")  # type: ignore[union-attr]
+        finally:
+            raw.close()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

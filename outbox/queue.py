@@ -6,7 +6,9 @@ Invariants:
   repeated), so a re-read source changes nothing.
 - ``claim`` returns deliverable movements in capture order (``seq``) and leases them; a lease that
   expires (the agent died mid-delivery) makes them deliverable again; ``recover_leases`` does that
-  for every lease at start-up.
+  for every lease at start-up. Leases and acks commit without an fsync (``write(durable=False)``):
+  a power cut can only undo them, which makes the events deliverable again and the WMS answers
+  ``duplicate``; captured movements and rejections are always committed durably.
 - A movement leaves the queue only as ``acked`` (the WMS has it), ``rejected`` (kept, with the WMS's
   reason, in the exception queue) or ``discarded`` (an operator decided); unacked movements are
   never purged.
@@ -23,13 +25,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from agent.domain import CaptureIssue, Cursor, Movement, PostVoid
 from outbox.db import Database, DatabaseDamaged, StorageFull
@@ -298,7 +301,8 @@ class Outbox:
         existing = self._existing_ids(conn, [m.event_id for m in movements])
         new = [m for m in movements if m.event_id not in existing]
         if new:
-            conn.execute(insert(M), [_movement_row(m, now) for m in new])
+            # The capture hot path: one prepared statement on the driver, no per-row SQL building.
+            driver(conn).executemany(_INSERT_MOVEMENT, [_movement_row(m, now) for m in new])
         new_ids = {m.event_id for m in new}
         issue_rows = [_issue_row(issue, now) for issue in issues if issue.event_id is None or issue.event_id in new_ids]
         issues_new = 0
@@ -437,9 +441,12 @@ class Outbox:
     @staticmethod
     def _existing_ids(conn: Any, event_ids: list[str]) -> set[str]:
         found: set[str] = set()
+        raw = driver(conn)
         for i in range(0, len(event_ids), _CHUNK):
             chunk = event_ids[i : i + _CHUNK]
-            found.update(conn.execute(select(M.c.event_id).where(M.c.event_id.in_(chunk))).scalars())
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT event_id FROM movement WHERE event_id IN ({marks})"  # noqa: S608 (placeholders only)
+            found.update(r[0] for r in raw.execute(query, chunk))
         return found
 
     # -- delivery side -----------------------------------------------------------------------
@@ -447,24 +454,14 @@ class Outbox:
     def claim(self, limit: int) -> list[Movement]:
         """Lease up to ``limit`` due movements, oldest first, and return them in order."""
         now = self.clock()
-        due = (M.c.next_attempt_at <= now) | (M.c.next_attempt_at > now + self.max_backoff_s)
-        with self.db.write() as conn:
-            rows = conn.execute(
-                select(M.c.seq, M.c.payload).where(M.c.status == Status.READY, due).order_by(M.c.seq).limit(limit)
-            ).all()
+        with self.db.write(durable=False) as conn:  # a lease lost in a power cut is recovered at start-up
+            raw = driver(conn)
+            rows = raw.execute(_CLAIM, (Status.READY.value, now, now + self.max_backoff_s, limit)).fetchall()
             if not rows:
                 return []
-            seqs = [r.seq for r in rows]
-            conn.execute(
-                update(M)
-                .where(M.c.seq.in_(seqs))
-                .values(
-                    status=Status.IN_FLIGHT,
-                    lease_until=now + self.lease_s,
-                    attempts=M.c.attempts + 1,
-                )
-            )
-        return [Movement.from_json(r.payload) for r in rows]
+            marks = ",".join("?" * len(rows))
+            raw.execute(_LEASE.format(marks), (Status.IN_FLIGHT.value, now + self.lease_s, *(seq for seq, _ in rows)))
+        return [Movement.from_json(payload) for _, payload in rows]
 
     def ack(self, results: Iterable[tuple[str, str]], positions: Mapping[str, int | None] | None = None) -> int:
         """Mark events delivered; ``results`` pairs each event_id with ``accepted``/``duplicate``.
@@ -473,25 +470,14 @@ class Outbox:
         the stock view); an event without one counts as included in any later snapshot.
         """
         where = positions or {}
-        params = [{"b_event_id": eid, "b_result": res, "b_pos": where.get(eid)} for eid, res in results]
+        now = self.clock()
+        acked = Status.ACKED.value
+        params = [(acked, now, res, where.get(eid), eid, acked) for eid, res in results]
         if not params:
             return 0
-        now = self.clock()
-        with self.db.write() as conn:
-            result = conn.execute(
-                update(M)
-                .where(M.c.event_id == bindparam("b_event_id"), M.c.status != Status.ACKED)
-                .values(
-                    status=Status.ACKED,
-                    acked_at=now,
-                    result=bindparam("b_result"),
-                    wms_position=bindparam("b_pos"),
-                    lease_until=None,
-                    last_error=None,
-                ),
-                params,
-            )
-        return max(result.rowcount, 0)
+        with self.db.write(durable=False) as conn:  # an ack lost in a power cut means a resend, answered duplicate
+            cursor = driver(conn).executemany(_ACK, params)
+        return max(cursor.rowcount, 0)
 
     def reject(self, event_id: str, code: str, message: str) -> None:
         """Park an event the WMS refused, with the WMS's code and message, as an open exception."""
@@ -712,28 +698,52 @@ class Outbox:
         return max(gone, 0)
 
 
-def _movement_row(m: Movement, now: float) -> dict[str, Any]:
-    return {
-        "event_id": m.event_id,
-        "status": Status.READY if m.is_mapped else Status.HELD,
-        "source": m.source,
-        "pos_transaction_id": m.pos_transaction_id,
-        "line_no": m.line_no,
-        "kind": m.kind.value,
-        "sku": m.sku,
-        "location": m.location,
-        "delta": str(m.stock_delta()) if m.is_mapped else "0",
-        "business_day": m.business_day.isoformat(),
-        "occurred_at": m.occurred_at.isoformat(),
-        "payload": m.to_json(),
-        "attempts": 0,
-        "next_attempt_at": 0.0,
-        "lease_until": None,
-        "enqueued_at": now,
-        "acked_at": None,
-        "result": None,
-        "last_error": None,
-    }
+# Hot-path statements, written once and run on the driver connection (sqlite3 caches their plans).
+_MOVEMENT_COLUMNS = (
+    "event_id, status, source, pos_transaction_id, line_no, kind, sku, location, delta, business_day, "
+    "occurred_at, payload, attempts, next_attempt_at, lease_until, enqueued_at, acked_at, result, last_error"
+)
+_INSERT_MOVEMENT = (
+    f"INSERT INTO movement ({_MOVEMENT_COLUMNS}) "  # noqa: S608 (a constant column list)
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0.0, NULL, ?, NULL, NULL, NULL)"
+)
+# Due: next_attempt_at has come, or lies further ahead than any backoff (the clock jumped back).
+_CLAIM = (
+    "SELECT seq, payload FROM movement WHERE status = ? AND (next_attempt_at <= ? OR next_attempt_at > ?) "
+    "ORDER BY seq LIMIT ?"
+)
+_LEASE = "UPDATE movement SET status = ?, lease_until = ?, attempts = attempts + 1 WHERE seq IN ({})"
+_ACK = (
+    "UPDATE movement SET status = ?, acked_at = ?, result = ?, wms_position = ?, lease_until = NULL, "
+    "last_error = NULL WHERE event_id = ? AND status != ?"
+)
+
+
+def driver(conn: Connection) -> sqlite3.Connection:
+    """Return the sqlite3 connection under an open SQLAlchemy connection (same transaction)."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
+
+
+def _movement_row(m: Movement, now: float) -> tuple[Any, ...]:
+    """Return the values of ``_INSERT_MOVEMENT`` for one movement."""
+    mapped = m.sku is not None
+    return (
+        m.event_id,
+        Status.READY.value if mapped else Status.HELD.value,
+        m.source,
+        m.pos_transaction_id,
+        m.line_no,
+        m.kind.value,
+        m.sku,
+        m.location,
+        str(m.stock_delta()) if mapped else "0",
+        m.business_day.isoformat(),
+        m.occurred_at.isoformat(),
+        m.to_json(),
+        now,
+    )
 
 
 def _void_target_words(void: PostVoid) -> str:

@@ -3,10 +3,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from sqlite3 import IntegrityError  # the capture hot path runs on the driver connection
 
 import pytest
 from sqlalchemy import inspect
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from agent.domain import CaptureIssue, Cursor, Kind, make_event_id
@@ -50,6 +50,18 @@ def test_file_is_wal_with_full_sync_and_current_schema(outbox: Outbox) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     assert outbox.db.user_version() == CURRENT_VERSION
+
+
+def test_non_durable_bookkeeping_leaves_the_writer_at_full_sync(outbox: Outbox) -> None:
+    outbox.enqueue(movements(3), source="s")
+    claimed = outbox.claim(10)
+    outbox.ack([(m.event_id, "accepted") for m in claimed])
+    with outbox.db.write() as conn:  # the writer connection, as the next enqueue will find it
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with outbox.db.write(durable=False) as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL, for this commit only
+    with outbox.db.write() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
 
 
 def test_migrated_schema_matches_the_table_models(outbox: Outbox) -> None:
