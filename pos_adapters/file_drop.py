@@ -5,9 +5,13 @@ Invariants:
   present at start-up, renamed in, or missed by the OS are all found.
 - A file is read only once it is complete: unchanged in size and time for ``settle`` and, where
   the OS reports opens and closes (inotify), closed by every process that opened it, so a slow
-  writer that pauses with the file open is waited for. A file whose size or time changed while it
-  was read is not archived: it is read again once it settles (same lines, same event ids, nothing
-  counted twice).
+  writer that pauses with the file open is waited for. A file its writer was seen to close, with
+  no handle left open, needs only ``settle_after_close``. A file whose end is cut off (CSV or JSON
+  lines without a final line end, POSLog without its closing root tag) is waited for until
+  ``open_timeout``, so a writer that pauses longer than ``settle`` (polling, network shares) is
+  not read half-way. A file whose size or time changed while it was read, or by the time a
+  problem was found in it, is neither archived nor quarantined: it is read again once it settles
+  (same lines, same event ids, nothing counted twice).
 - A file is moved to ``archive`` only after every batch read from it is durable, and to
   ``quarantine`` (with ``<name>.reason.txt`` beside it) when it cannot be read; its bytes are never
   deleted or changed. Names that are too long for a suffix are shortened, and names Windows
@@ -28,6 +32,7 @@ import fnmatch
 import hashlib
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -65,7 +70,7 @@ DEFAULT_PATTERNS = {"csv": "*.csv", "jsonl": "*.jsonl", "poslog": "*.xml"}
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~", ".reason.txt")
 UNITS = {"csv": "rows", "jsonl": "lines", "poslog": "transactions"}
 NAME_MAX = 255  # bytes in one file name on the file systems possync runs on
-OPEN_TIMEOUT_S = 60.0  # a file held open but unchanged this long (or 10 x settle) is read anyway
+OPEN_TIMEOUT_S = 60.0  # default: a file held open or cut off but unchanged this long (or 10 x settle) is read anyway
 
 
 STORE_RETRY_S = 10.0  # a file that could not be stored (disk full, database locked) is tried again this often
@@ -94,6 +99,8 @@ class FileDropSettings(SourceSettings):
     poslog_item_id: Literal["ItemID", "POSItemID"] = "ItemID"
     max_line_kb: int = Field(1024, ge=1, le=65536)
     settle: Duration = 1.0
+    settle_after_close: Duration = Field(0.15, ge=0)
+    open_timeout: Duration | None = None
     rescan_every: Duration = 30.0
     max_file_mb: float = Field(200.0, gt=0)
     chunk_rows: int = Field(2000, ge=1, le=100_000)
@@ -174,6 +181,7 @@ class FileDropSettings(SourceSettings):
 class _Seen:
     signature: tuple[int, int]
     since: float
+    cut_off: bool | None = None  # whether the file's end looked cut off (checked once per signature)
 
 
 class _Events(FileSystemEventHandler):
@@ -189,7 +197,9 @@ class _Events(FileSystemEventHandler):
         name = Path(os.fsdecode(event.src_path)).name
         if kind == "opened":
             self.source.opened(name, +1)
-        elif kind in ("closed", "closed_no_write"):
+        elif kind == "closed":
+            self.source.opened(name, -1, closed_as=_signature(os.fsdecode(event.src_path)))
+        elif kind == "closed_no_write":
             self.source.opened(name, -1)
         elif kind == "moved":
             self.source.renamed(name, Path(os.fsdecode(event.dest_path)).name)
@@ -221,21 +231,28 @@ class FileDropSource:
         )
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self.open_timeout = max(OPEN_TIMEOUT_S, 10 * settings.settle)
+        self.open_timeout = (
+            max(settings.open_timeout, settings.settle)
+            if settings.open_timeout is not None
+            else max(OPEN_TIMEOUT_S, 10 * settings.settle)
+        )
         self._open: dict[str, int] = {}
+        self._closed_as: dict[str, tuple[int, int]] = {}  # size and time of a file as its writer closed it
         self._seen: dict[str, _Seen] = {}
         self._retry_at: dict[str, float] = {}
 
     # -- events ------------------------------------------------------------------------------
 
-    def opened(self, name: str, delta: int) -> None:
-        """Count an open (+1) or a close (-1) of ``name`` reported by the OS."""
+    def opened(self, name: str, delta: int, *, closed_as: tuple[int, int] | None = None) -> None:
+        """Count an open (+1) or a close (-1) of ``name``; ``closed_as``: its signature as a writer closed it."""
         with self._lock:
             count = max(self._open.get(name, 0) + delta, 0)
             if count:
                 self._open[name] = count
             else:
                 self._open.pop(name, None)
+            if closed_as is not None:
+                self._closed_as[name] = closed_as
 
     def renamed(self, old: str, new: str) -> None:
         """Carry open handles over a rename inside the folder (an open file keeps its handles)."""
@@ -243,6 +260,9 @@ class FileDropSource:
             count = self._open.pop(old, 0)
             if count:
                 self._open[new] = count
+            closed = self._closed_as.pop(old, None)
+            if closed is not None:
+                self._closed_as[new] = closed
 
     def wake(self) -> None:
         """Ask the scan loop to look at the folder now."""
@@ -299,7 +319,7 @@ class FileDropSource:
             if self._retry_at.get(path.name, 0.0) > now:
                 next_check = min(next_check, self._retry_at[path.name] - now)
                 continue
-            wait = self._settle_wait(path.name, seen, now)
+            wait = self._settle_wait(path, seen, now)
             if wait > 0:
                 next_check = min(next_check, wait)
                 continue
@@ -307,6 +327,8 @@ class FileDropSource:
         with self._lock:  # forget open counts of names that left the folder (events can be lost)
             for name in [n for n in self._open if not (self.inbox / n).exists()]:
                 del self._open[name]
+            for name in [n for n in self._closed_as if not (self.inbox / n).exists()]:
+                del self._closed_as[name]
         return max(next_check, 0.05)
 
     def _candidates(self) -> Iterator[Path]:
@@ -324,19 +346,40 @@ class FileDropSource:
             if entry.is_file(follow_symlinks=False):
                 yield Path(entry.path)
 
-    def _settle_wait(self, name: str, seen: _Seen, now: float) -> float:
+    def _settle_wait(self, path: Path, seen: _Seen, now: float) -> float:
         """Seconds until the file counts as complete (0 or less: now).
 
         Always: unchanged in size and time for ``settle``. Where the OS reports opens and closes
         (Linux), also: nobody has it open, so a writer that pauses longer than ``settle`` with the
         file open is waited for; a file held open but unchanged for ``open_timeout`` is read anyway.
+        A file closed by its writer after its last change needs only ``settle_after_close``. A file
+        whose end looks cut off is waited for until ``open_timeout`` too.
         """
+        name = path.name
         with self._lock:
             held_open = self._open.get(name, 0) > 0
+            closed_as = self._closed_as.get(name)
         stable_for = now - seen.since
         if held_open:
             return self.open_timeout - stable_for
-        return self.settings.settle - stable_for
+        settings = self.settings
+        closed = closed_as == seen.signature  # unchanged since its writer closed it
+        settle = min(settings.settle_after_close, settings.settle) if closed else settings.settle
+        wait = settle - stable_for
+        if wait > 0:
+            return wait
+        if seen.cut_off is None:
+            seen.cut_off = _cut_off(path, self.settings.format, self.settings.encoding)
+            if seen.cut_off:
+                log.info(
+                    "%s: %s ends mid-line or mid-document; waiting up to %.0f s for its writer to finish",
+                    self.name,
+                    display_name(name),
+                    self.open_timeout,
+                )
+        if seen.cut_off:
+            return self.open_timeout - stable_for
+        return wait
 
     # -- one file ----------------------------------------------------------------------------
 
@@ -430,11 +473,15 @@ class FileDropSource:
             if pending is not None and pending.rows > skip:  # what was read before the problem is sound
                 captured, issues = self._submit(sink, key, shown, pending, False, captured, issues)
                 stored = pending.rows
+            if _changed(path, before):  # the "problem" is a writer still at work: not the file's fault
+                raise FileChanged(
+                    f"{shown} changed while it was being read ({exc}); it stays in the inbox and is read "
+                    "again once it settles"
+                ) from None
             unit = UNITS[self.settings.format]
             note = f" The first {stored} {unit} were captured before the problem." if stored else ""
             raise MalformedFile(f"{exc}{note}") from None
-        after = path.stat()
-        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        if _changed(path, before):
             raise FileChanged(
                 f"{shown} changed while it was being read (still being written?); it stays in the inbox and is "
                 "read again once it settles"
@@ -539,6 +586,67 @@ def _fit(name: str, limit: int) -> str:
         return name
     ext = os.fsencode(PurePath(name).suffix)[:16]
     return os.fsdecode(raw[: max(limit - len(ext) - 1, 1)] + b"~" + ext)
+
+
+def _signature(path: str) -> tuple[int, int] | None:
+    """Return a file's size and modification time (None when it is gone)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+def _changed(path: Path, before: os.stat_result) -> bool:
+    """Whether the file's size or modification time differs from ``before`` (a vanished file has changed)."""
+    try:
+        after = path.stat()
+    except FileNotFoundError:
+        return True
+    return (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns)
+
+
+TAIL_BYTES = 4096
+
+
+def _cut_off(path: Path, fmt: str, encoding: str) -> bool:
+    """Whether the file's end looks cut off: no final line end, or a POSLog without its root's end tag.
+
+    Only what can be told from bytes: binary files and files in UTF-16/32 (rare exports) are not judged.
+    """
+    if codecs.lookup(encoding).name.startswith(("utf-16", "utf-32")):
+        return False
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(TAIL_BYTES)
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(size - TAIL_BYTES, 0))
+            tail = handle.read(TAIL_BYTES)
+    except OSError:
+        return False  # reading will report it
+    if not tail or not _looks_like_text(head, "utf-8" if fmt != "csv" else encoding):
+        return False  # empty or binary: nothing to wait for, the reader will say what is wrong
+    if fmt != "poslog":
+        return not tail.endswith((b"\n", b"\r"))
+    root = _XML_ROOT.search(head)
+    if root is None:
+        return False  # not recognisably XML: the parser will say why
+    return re.search(rb"</\s*" + re.escape(root.group(1)) + rb"\s*>\s*\Z", tail) is None
+
+
+def _looks_like_text(head: bytes, encoding: str) -> bool:
+    """Whether the file's first bytes are text in ``encoding`` (no NUL bytes, decodable)."""
+    if b"\x00" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder(encoding)().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# The first element's name, after the prolog, comments and processing instructions.
+_XML_ROOT = re.compile(rb"\A(?:\xef\xbb\xbf)?(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>)*<([A-Za-z_][\w.:-]*)", re.S)
 
 
 def _sha256(path: Path) -> str:

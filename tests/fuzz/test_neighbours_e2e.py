@@ -52,6 +52,7 @@ kind = "file_drop"
 path = "./poslog"
 format = "poslog"
 settle = "0.2s"
+open_timeout = "2s"  # truncated.xml is waited for this long (its writer may still be at it), then quarantined
 rescan_every = "1s"
 
 [[sources]]

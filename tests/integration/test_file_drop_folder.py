@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from outbox.exceptions import ExceptionQueue
 from outbox.queue import Outbox
 from pos_adapters.base import Batch, CaptureRefused, SourceContext, SubmitResult
 from pos_adapters.file_drop import FileDropSettings, FileDropSource
+from pos_adapters.reading import MalformedFile
 from tests.support.helpers import wait_for
 
 HEADER = "txn,line,at,item,qty\n"
@@ -266,3 +268,120 @@ def test_a_defect_costs_one_file_never_the_source(
     source.scan(OutboxSink("drop", outbox, ITEMS, lambda _n: None), threading.Event())
     assert "unexpected error (RecursionError" in (inbox / "quarantine" / "a.csv.reason.txt").read_text()
     assert files(inbox / "done") == ["b.csv"] and set(quantities(outbox)) == {("B", 1)}
+
+
+PAUSING_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    path, text, pause = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    with open(path, "w") as handle:
+        for row in text.splitlines(keepends=True):  # each pause falls in the middle of a row
+            handle.write(row[: len(row) // 2])
+            handle.flush()
+            time.sleep(pause)
+            handle.write(row[len(row) // 2 :])
+            handle.flush()
+    print(time.time(), flush=True)
+    """
+)
+
+
+def test_polling_a_writer_that_pauses_mid_row_longer_than_settle_is_waited_for(tmp_path: Path, outbox: Outbox) -> None:
+    # Polling (network shares, other OSes) sees no opens or closes: only the cut-off last row tells.
+    source = make_source(tmp_path, settle="0.2s", polling=True, open_timeout="30s")
+    text = HEADER + rows("POLL", 4)
+    inbox = tmp_path / "inbox"
+    with watching(source, outbox):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", PAUSING_WRITER, str(inbox / "share.csv"), text, "0.6"],  # 3 x settle
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        closed_at = float(writer.communicate(timeout=60)[0])
+        wait_for(lambda: (inbox / "done" / "share.csv").exists(), timeout=30, what="file archived")
+    assert (inbox / "done" / "share.csv").read_text() == text
+    assert quantities(outbox) == {("POLL", i): 12 + i for i in range(1, 5)}
+    with outbox.db.read() as conn:
+        first_stored = conn.exec_driver_sql("SELECT MIN(enqueued_at) FROM movement").scalar_one()
+    assert first_stored >= closed_at - 0.05, "rows were stored before the writer had finished"
+    assert files(inbox / "quarantine") == []
+
+
+POSLOG_TXN = (
+    "<Transaction><RetailStoreID>1</RetailStoreID><WorkstationID>7</WorkstationID><SequenceNumber>{seq}"
+    "</SequenceNumber><BusinessDayDate>2026-11-20</BusinessDayDate><EndDateTime>2026-11-20T10:00:00</EndDateTime>"
+    "<RetailTransaction><LineItem><SequenceNumber>1</SequenceNumber><Sale><ItemID>SKU-1</ItemID>"
+    "<Quantity>2</Quantity></Sale></LineItem></RetailTransaction></Transaction>"
+)
+
+
+def test_a_cut_off_poslog_waits_for_its_end_then_is_quarantined_only_after_open_timeout(
+    tmp_path: Path, outbox: Outbox
+) -> None:
+    source = make_source(tmp_path, format="poslog", columns={}, default_kind=None, settle=0, open_timeout="1s")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    sink = OutboxSink("drop", outbox, ITEMS, lambda _n: None)
+    head = '<?xml version="1.0"?>\n<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/">'
+    growing = inbox / "day.xml"
+    growing.write_text(head + POSLOG_TXN.format(seq=1))  # the writer paused here
+    assert source.scan(sink, threading.Event()) > 0.5  # waited for, not read, not quarantined
+    assert growing.exists() and files(inbox / "quarantine") == [] and quantities(outbox) == {}
+    with open(growing, "a") as handle:
+        handle.write(POSLOG_TXN.format(seq=2) + "</POSLog>\n")
+    source.scan(sink, threading.Event())  # a changed file settles again (settle = 0)
+    source.scan(sink, threading.Event())
+    assert files(inbox / "done") == ["day.xml"] and len(quantities(outbox)) == 2
+
+    (inbox / "abandoned.xml").write_text(head + POSLOG_TXN.format(seq=3)[:-30])
+    source.scan(sink, threading.Event())
+    assert files(inbox / "quarantine") == []
+    wait_for(
+        lambda: source.scan(sink, threading.Event()) and (inbox / "quarantine" / "abandoned.xml.reason.txt").exists(),
+        timeout=10,
+        what="abandoned file quarantined after open_timeout",
+    )
+    assert len(quantities(outbox)) == 2
+
+
+def test_a_file_that_looks_broken_while_its_writer_is_at_it_is_read_again_not_quarantined(
+    tmp_path: Path, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_source(tmp_path, settle=0)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    path = inbox / "busy.csv"
+    path.write_text(HEADER + rows("B", 2))
+    real = source.read
+    calls = 0
+
+    def read_while_the_writer_appends(p: Path, name: str | None = None) -> Iterator[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # what the reader saw was half a rewrite: broken, and the file changed under it
+            with open(path, "a") as handle:
+                handle.write("B,3,2026-11-20T09:00:00,SKU-1,15\n")
+            raise MalformedFile("missing column 'qty' in the header")
+        return real(p, name)
+
+    monkeypatch.setattr(source, "read", read_while_the_writer_appends)
+    sink = OutboxSink("drop", outbox, ITEMS, lambda _n: None)
+    source.scan(sink, threading.Event())
+    assert path.exists() and files(inbox / "quarantine") == []
+    source.scan(sink, threading.Event())
+    source.scan(sink, threading.Event())
+    assert files(inbox / "done") == ["busy.csv"] and sorted(quantities(outbox)) == [("B", 1), ("B", 2), ("B", 3)]
+
+
+def test_a_closed_file_needs_only_settle_after_close(tmp_path: Path, outbox: Outbox) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("only inotify reports who closes a file")
+    source = make_source(tmp_path, settle="20s")  # without the close event this file would wait 20 s
+    inbox = tmp_path / "inbox"
+    with watching(source, outbox):
+        written = time.monotonic()
+        (inbox / "quick.csv").write_text(HEADER + rows("Q", 2))
+        wait_for(lambda: (inbox / "done" / "quick.csv").exists(), timeout=10, what="closed file archived")
+        took = time.monotonic() - written
+    assert took < 5, f"took {took:.1f} s"
+    assert sorted(quantities(outbox)) == [("Q", 1), ("Q", 2)]
