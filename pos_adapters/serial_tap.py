@@ -299,6 +299,25 @@ def write_archive(path: Path, raw: bytes) -> None:
         _fsync_folder(folder.parent)
 
 
+def _unused_for(path: Path, raw: bytes) -> Path:
+    """Return ``path``, or a free name beside it when it already holds another receipt.
+
+    Capture numbers start again at 1 when the outbox is new (a reinstall, a restored backup) while
+    the day's archive is still there: an audit file must never be overwritten by another receipt.
+    The same receipt (written before a crash, before its batch was stored) keeps its name.
+    """
+    candidate, n = path, 1
+    while candidate.exists():
+        try:
+            if read_capture(candidate) == raw:
+                return candidate
+        except (OSError, EOFError, gzip.BadGzipFile):
+            pass  # unreadable: keep it as it is, for a human
+        n += 1
+        candidate = path.with_name(path.name.replace(".escpos.gz", f"-{n}.escpos.gz"))
+    return candidate
+
+
 def _fsync_folder(folder: Path) -> None:
     if os.name != "posix":
         return  # Windows cannot open a folder for fsync; NTFS journals the rename
@@ -780,7 +799,7 @@ class SerialTapSource:
     def _capture(self, sink: BatchSink, stop: threading.Event, receipt: Receipt, seq: int, end: Position) -> bool:
         """Archive, read and store one receipt; return False only if stopped before it was stored."""
         assert self.template is not None
-        archive = self._archive_path(receipt, f"{seq:06d}")
+        archive = _unused_for(self._archive_path(receipt, f"{seq:06d}"), receipt.raw)
         kept_as = str(archive.relative_to(self.ctx.data_dir))
         ref = f"{self.name} capture {seq:06d}"
         outcome = read_receipt(receipt, ref, self.template, self.settings, self.ctx, kept_as=kept_as)

@@ -377,3 +377,29 @@ def test_an_unplugged_printer_does_not_stop_capture_and_printing_resumes_when_it
     tap.wait_captured(3)
     wait_for(lambda: back.received() == three, what="printing resumed, byte for byte")
     wait_for(lambda: tap.source.health.state == "ok", what="healthy again")
+
+
+def test_a_new_outbox_beside_an_old_archive_never_overwrites_an_audit_file(
+    tmp_path: Path, pairs: list[PtyPair], taps: list[Tap]
+) -> None:
+    pos = PtyPair()
+    pairs.append(pos)
+    first, second = (receipt_bytes(Sale(f"R3-00050{n}", [("SKU-5001", n + 1, False)])) for n in range(2))
+    data = tmp_path / "data"
+    tap = Tap(data, port=pos.path).start()
+    taps.append(tap)
+    tap.ready()
+    pos.write(first)
+    tap.wait_captured(1)
+    tap.stop()
+    for leftover in [*data.glob("outbox.sqlite*"), *(data / "receipts" / "receipt-tap" / "spool").iterdir()]:
+        leftover.unlink()  # a restored or rebuilt data folder: new outbox and spool, the archive stays
+    again = Tap(data, port=pos.path).start()
+    taps.append(again)
+    again.ready()
+    pos.write(second)
+    again.wait_captured(1)  # capture numbers started again at 1
+    kept = sorted(data.glob("receipts/receipt-tap/*/*.escpos.gz"))
+    assert [p.name for p in kept] == ["000001-2.escpos.gz", "000001.escpos.gz"]
+    assert {gzip.decompress(p.read_bytes()) for p in kept} == {first, second}
+    assert again.cursor()["archive"].endswith("000001-2.escpos.gz")
