@@ -226,9 +226,10 @@ class DeliveryLoop:
                 self._hold_until = time.monotonic() + delay
                 self.live.failed(message)
                 log.debug("batch of %d will be retried in %.1f s: %s", len(batch), delay, message)
-            else:
-                delay = self.backoff.delay(1, report.retry_after)
-            self.outbox.retry_later(retry, delay, message)
+                self.outbox.retry_later(retry, delay, message)
+            else:  # the WMS took the rest: each of these backs off on its own attempts
+                retry_after = report.retry_after
+                self.outbox.retry_each_later(retry, lambda n: self.backoff.delay(n, retry_after), message)
 
     def _credentials_ok(self) -> bool:
         self.client.refresh_credentials()

@@ -501,6 +501,26 @@ class Outbox:
                 now=now,
             )
 
+    def retry_each_later(self, event_ids: Sequence[str], delay_for: Callable[[int], float], error: str) -> None:
+        """Put events back to ready, each due after ``delay_for(its attempts so far)`` seconds.
+
+        For events the WMS asked to retry while it took the rest of their batch: each backs off on
+        its own count, so one event that keeps failing is not resent every second for days.
+        """
+        if not event_ids:
+            return
+        now = self.clock()
+        with self.db.write() as conn:
+            raw = driver(conn)
+            params = []
+            for i in range(0, len(event_ids), _CHUNK):
+                chunk = list(event_ids[i : i + _CHUNK])
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT event_id, attempts FROM movement WHERE event_id IN ({marks})"  # noqa: S608
+                for event_id, attempts in raw.execute(query, chunk):
+                    params.append((now + max(delay_for(max(int(attempts), 1)), 0.0), error[:500], event_id))
+            raw.executemany(_RETRY, [(Status.READY.value, *p, Status.IN_FLIGHT.value) for p in params])
+
     def retry_later(self, event_ids: Sequence[str], delay_s: float, error: str) -> None:
         """Put events back to ready, due after ``delay_s`` seconds, remembering the error."""
         if not event_ids:
@@ -711,6 +731,10 @@ _INSERT_MOVEMENT = (
 _CLAIM = (
     "SELECT seq, payload FROM movement WHERE status = ? AND (next_attempt_at <= ? OR next_attempt_at > ?) "
     "ORDER BY seq LIMIT ?"
+)
+_RETRY = (
+    "UPDATE movement SET status = ?, next_attempt_at = ?, lease_until = NULL, last_error = ? "
+    "WHERE event_id = ? AND status = ?"
 )
 _LEASE = "UPDATE movement SET status = ?, lease_until = ?, attempts = attempts + 1 WHERE seq IN ({})"
 _ACK = (

@@ -366,3 +366,23 @@ def test_one_failing_request_does_not_fail_its_group(outbox: Outbox) -> None:
         t.join()
     assert len(done) == 1 and len(errors) == 1 and isinstance(errors[0], IntegrityError)
     assert outbox.counts().ready == 2
+
+
+def test_events_retried_alone_back_off_on_their_own_attempts(outbox: Outbox, clock: Clock) -> None:
+    outbox.enqueue(movements(1), source="s")
+    seen: list[int] = []
+
+    def delay_for(attempts: int) -> float:
+        seen.append(attempts)
+        return 10.0 * attempts
+
+    for attempts in (1, 2, 3):
+        (lone,) = outbox.claim(10)
+        outbox.retry_each_later([lone.event_id], delay_for, "E_TEMP: try again")
+        clock.now += 10.0 * attempts - 1
+        assert outbox.claim(10) == [], "due before its own backoff"
+        clock.now += 1
+    assert seen == [1, 2, 3]
+    with outbox.db.read() as conn:
+        row = conn.exec_driver_sql("SELECT status, last_error FROM movement").one()
+    assert tuple(row) == ("ready", "E_TEMP: try again")
