@@ -163,6 +163,7 @@ class RestPollSource:
         self.preset = PRESETS.get(settings.preset) if settings.preset else None
         self.plan = plan_for(settings, self.preset)
         self.host = urlsplit(settings.url).netloc
+        self._stop = threading.Event()
         self._wake = threading.Event()
         self.polls = 0
 
@@ -209,6 +210,7 @@ class RestPollSource:
     # -- one poll ----------------------------------------------------------------------------
 
     def _poll(self, http: httpx.Client, sink: BatchSink, stop: threading.Event) -> int:
+        self._stop = stop  # a 429 wait must not hold up shutdown
         stored = sink.cursor(CURSOR_KEY) or {}
         if self.plan.cursor == "page":
             return self._poll_pages(http, sink, stop, stored)
@@ -243,12 +245,15 @@ class RestPollSource:
 
     def _poll_pages(self, http: httpx.Client, sink: BatchSink, stop: threading.Event, stored: Mapping[str, Any]) -> int:
         params = dict(self.plan.params)
-        if stored.get("cursor"):
+        linked = not self.plan.next_cursor  # the API names its next page in a Link header: the cursor is a URL
+        if stored.get("cursor") and not linked:
             params[self.plan.cursor_param] = str(stored["cursor"])
         if self.plan.page_size_param:
             params[self.plan.page_size_param] = str(self.settings.page_size)
         captured = 0
         request: tuple[str, dict[str, str] | None] | None = (self.settings.url, params)
+        if stored.get("cursor") and linked:
+            request = (str(stored["cursor"]), None)  # _fetch still refuses any host but the configured one
         position = stored.get("cursor")
         for _ in range(self.settings.max_pages):
             if request is None or stop.is_set():
@@ -325,7 +330,8 @@ class RestPollSource:
             if response.status_code == 429:
                 delay = min(parse_retry_after(response.headers.get("retry-after")) or 5.0, MAX_RETRY_AFTER_S)
                 log.info("%s: POS API asks to slow down; waiting %.1f s", self.name, delay)
-                time.sleep(delay)
+                if self._stop.wait(delay):
+                    raise PollFailed("stopping while the POS API asked to slow down; the page is read next time")
                 continue
             if response.status_code in (401, 403):
                 raise PollFailed(f"the POS API refused possync's credentials (HTTP {response.status_code})")

@@ -241,3 +241,105 @@ def test_generic_mapping_with_an_opaque_page_cursor(tmp_path: Path, outbox: Outb
     finally:
         server.shutdown()
         server.server_close()
+
+
+class LinkedSales:
+    """A POS API that pages with ``Link: <...>; rel="next"`` and answers 429 on request."""
+
+    def __init__(self) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        self.sales: list[dict[str, Any]] = []
+        self.seen: list[str] = []
+        self.throttle = False
+        owner = self
+
+        class Api(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.seen.append(self.path)
+                if owner.throttle:
+                    self.send_response(429)
+                    self.send_header("Retry-After", "30")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start = int(parse_qs(urlsplit(self.path).query).get("from", ["0"])[0])
+                page = owner.sales[start : start + 2]
+                body = json.dumps({"data": page}).encode()
+                self.send_response(200)
+                nxt = start + len(page)
+                self.send_header("Link", f'<{owner.url}?from={nxt}>; rel="next"') if page else None
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sales"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def add(self, n: int) -> None:
+        self.sales.append(
+            {"id": f"L{n}", "at": "2026-11-20T10:00:00-06:00", "type": "SALE", "items": [{"code": "SKU-1001", "n": 1}]}
+        )
+
+    def source(self, tmp_path: Path) -> RestPollSource:
+        settings = {
+            "name": "linked",
+            "kind": "rest_poll",
+            "url": self.url,
+            "cursor": "page",
+            "records": "data",
+            "fields": {"transaction_id": "id", "occurred_at": "at", "kind": "type", "lines": "items"},
+            "line_fields": {"item": "code", "quantity": "n"},
+            "kinds": {"SALE": "sale"},
+        }
+        ctx = SourceContext("S001", ZoneInfo("America/Chicago"), tmp_path, tmp_path, "S001")
+        return RestPollSource(RestPollSettings.model_validate(settings), ctx)
+
+
+@pytest.fixture
+def linked() -> Iterator[LinkedSales]:
+    api = LinkedSales()
+    yield api
+    api.server.shutdown()
+
+
+def test_a_link_header_cursor_is_followed_across_polls(tmp_path: Path, outbox: Outbox, linked: LinkedSales) -> None:
+    for n in range(3):
+        linked.add(n)
+    src = linked.source(tmp_path)
+    sink = OutboxSink("linked", outbox, ITEMS, lambda _n: None)
+    with httpx.Client() as http:
+        src.poll_once(http, sink, threading.Event())
+        assert stock(outbox) == {"SKU-1001": -3}
+        assert outbox.cursor("linked", "poll") == {"cursor": f"{linked.url}?from=3"}
+        linked.add(3)
+        src.poll_once(http, sink, threading.Event())
+    assert stock(outbox) == {"SKU-1001": -4}
+    # The second poll asks for the stored next-page URL itself, not ?cursor=<URL>.
+    assert linked.seen == ["/sales?limit=100", "/sales?from=2", "/sales?from=3", "/sales?from=3", "/sales?from=4"]
+    assert not any("cursor=" in path for path in linked.seen)
+
+
+def test_a_throttled_poll_does_not_hold_up_shutdown(tmp_path: Path, outbox: Outbox, linked: LinkedSales) -> None:
+    import time
+
+    linked.throttle = True  # Retry-After: 30
+    src = linked.source(tmp_path)
+    stop = threading.Event()
+    thread = threading.Thread(target=src.run, args=(OutboxSink("linked", outbox, ITEMS, lambda _n: None), stop))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not linked.seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert linked.seen, "the source never polled"
+    asked_to_stop = time.monotonic()
+    stop.set()
+    src.wake()  # as the agent's stop does
+    thread.join(timeout=10)
+    assert not thread.is_alive() and time.monotonic() - asked_to_stop < 3
