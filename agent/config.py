@@ -214,6 +214,7 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Config:
         else:
             wms = _section(WMS_KINDS[kind].settings, {"kind": kind, **wms_raw}, ("wms",), problems)
     sources = _sources(raw.get("sources", []), problems)
+    _check_push_sources(raw.get("sources"), sources, agent, problems)
     if problems:
         locator = _Locator(text)
         raise ConfigError(path, [_format(path, locator, p, raw) for p in problems])
@@ -221,6 +222,31 @@ def validate(raw: dict[str, Any], path: Path, text: str = "") -> Config:
     assert isinstance(wms, WmsSettings)
     assert isinstance(stock, StockSettings) and isinstance(reconcile, ReconcileSettings)
     return Config(path=path, agent=agent, wms=wms, sync=sync, sources=sources, stock=stock, reconcile=reconcile)
+
+
+def _check_push_sources(
+    raw: Any, sources: list[SourceSettings], agent: BaseModel | None, problems: list[Problem]
+) -> None:
+    """Refuse an http_ingest source without the local API (``agent.api_token``), and a second one."""
+    entries = raw if isinstance(raw, list) else []
+    pushed = [i for i, e in enumerate(entries) if isinstance(e, dict) and e.get("kind") == "http_ingest"]
+    if not pushed or not sources:
+        return
+    if isinstance(agent, AgentSettings) and agent.api_token is None:
+        problems.append(
+            Problem(
+                ("sources", pushed[0], "kind"),
+                "an http_ingest source needs the local API: set agent.api_token (for example "
+                '"keyring:possync/api-token"), or the POS\'s pushes would be refused',
+            )
+        )
+    for i in pushed[1:]:
+        problems.append(
+            Problem(
+                ("sources", i, "kind"),
+                "only one http_ingest source per agent: every POS posts to the same POST /api/v1/transactions",
+            )
+        )
 
 
 def _sources(raw: Any, problems: list[Problem]) -> list[SourceSettings]:

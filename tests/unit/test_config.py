@@ -107,3 +107,29 @@ def test_stock_and_reconcile_sections(tmp_path: Path) -> None:
     problems = errors_of(config)
     assert any("stock.export_columns" in p and "unknown column(s) price" in p for p in problems)
     assert any("reconcile.at" in p for p in problems)
+
+
+HTTP_INGEST = '\n[[sources]]\nname = "{name}"\nkind = "http_ingest"\n'
+
+
+def test_http_ingest_without_the_local_api_is_refused(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "http://127.0.0.1:8900", sources=HTTP_INGEST.format(name="pos-push"))
+    lines = path.read_text().splitlines()
+    (problem,) = errors_of(path)
+    kind_line = next(i for i, line in enumerate(lines, start=1) if 'kind = "http_ingest"' in line)
+    assert problem.startswith(f"{path}:{kind_line}: [[sources]] #1 (pos-push) kind:")
+    assert "set agent.api_token" in problem
+
+
+def test_a_second_http_ingest_source_is_refused(tmp_path: Path) -> None:
+    sources = HTTP_INGEST.format(name="till-1") + HTTP_INGEST.format(name="till-2")
+    path = write_config(tmp_path, "http://127.0.0.1:8900", sources=sources)
+    path.write_text(path.read_text().replace('data_dir = "./data"', 'data_dir = "./data"\napi_token = "env:API_T"'))
+    (problem,) = errors_of(path)
+    assert "#2 (till-2) kind: only one http_ingest source per agent" in problem
+
+
+def test_http_ingest_with_the_local_api_loads(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "http://127.0.0.1:8900", sources=HTTP_INGEST.format(name="pos-push"))
+    path.write_text(path.read_text().replace('data_dir = "./data"', 'data_dir = "./data"\napi_token = "env:API_T"'))
+    assert [s.kind for s in load_config(path).sources] == ["http_ingest"]
