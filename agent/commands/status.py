@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.commands.common import Subparsers, add_config_arg, attach_outbox, load_config_or_exit
+
+if TYPE_CHECKING:
+    from agent.config import Config
 
 STATE_EXIT = {"green": 0, "amber": 1, "red": 2, "grey": 3}
 
@@ -27,6 +30,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from outbox.state import AgentState
 
     config = load_config_or_exit(args)
+    if not config.outbox_path.exists():
+        return _never_ran(args, config)
     outbox = attach_outbox(config)
     try:
         record = build_status(
@@ -40,6 +45,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         outbox.db.close()
     print(json.dumps(record, indent=2) if args.json else render_status(record))
     return STATE_EXIT.get(str(record["state"]), 3)
+
+
+def _never_ran(args: argparse.Namespace, config: Config) -> int:
+    """Report an agent that has never run with this config: grey, exit 3, and JSON for monitoring tools."""
+    from agent.commands.common import fail
+    from agent.runtime import thresholds
+    from agent.status import build_status
+    from outbox.queue import Counts
+
+    why = f"no outbox at {config.outbox_path}: the agent has not run with this config yet"
+    if not args.json:
+        return fail(why, 3)
+    empty = Counts(0, 0, 0, 0, 0, 0, 0, None, None)
+    record = build_status(empty, {}, thresholds(config), store_id=config.agent.store_id, data_dir=config.data_dir)
+    record["reasons"] = [why, *record["reasons"]]
+    print(json.dumps(record, indent=2))
+    return 3
 
 
 def render_status(record: dict[str, Any]) -> str:

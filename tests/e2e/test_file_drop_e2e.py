@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
+import signal
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -181,6 +183,26 @@ def test_sigkill_mid_delivery_leaves_the_ledger_identical_to_a_clean_run(
     assert status["acked"] == export_line_count() and status["exceptions_open"] == 0
 
 
+def test_ctrl_c_mid_delivery_stops_cleanly_and_the_restart_finishes_exactly_once(
+    tmp_path: Path, sandbox: SandboxServer, env: dict[str, str], agent_factory, token: str
+) -> None:
+    httpx.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": 150}, headers={"Authorization": f"Bearer {token}"})
+    config = write_config(tmp_path, sandbox.url, batch_size=3)
+    agent = agent_factory(config)
+    drop(tmp_path / "inbox", EXPORT_CSV)
+    wait_for(lambda: sandbox.ledger.stats()["applied"] > 0, what="delivery under way")
+    assert agent.proc is not None
+    agent.proc.send_signal(signal.SIGINT)  # what Ctrl+C in a console sends
+    assert agent.proc.wait(timeout=20) == 0, agent.output()
+    assert "Traceback" not in agent.output()
+    assert status_json(config, env)["state"] == "grey"
+    applied_at_stop = sandbox.ledger.stats()["applied"]
+    assert applied_at_stop < export_line_count(), "delivery finished before the signal: nothing was tested"
+    agent_factory(config)  # the lock was released: a new agent starts on the same data folder
+    wait_for(lambda: sandbox.ledger.stats()["applied"] == export_line_count(), timeout=60, what="the rest delivered")
+    assert_ledger_is_the_export(sandbox)
+
+
 def test_malformed_files_are_quarantined_or_excepted_and_the_agent_keeps_going(
     tmp_path: Path, sandbox: SandboxServer, env: dict[str, str], agent_factory, token: str
 ) -> None:
@@ -281,6 +303,10 @@ def test_status_exit_codes_follow_the_state(
 ) -> None:
     config = write_config(tmp_path, sandbox.url)
     assert run_cli("status", "--config", str(config), env=env).returncode == 3  # never ran
+    never = run_cli("status", "--json", "--config", str(config), env=env)
+    record = json.loads(never.stdout)  # monitoring tools get JSON even before the first start
+    assert never.returncode == 3 and record["state"] == "grey" and record["pending"] == 0
+    assert "has not run with this config yet" in record["reasons"][0]
     agent = agent_factory(config)
     wait_for(lambda: ready(config, env))
     shown = run_cli("status", "--config", str(config), env=env)
