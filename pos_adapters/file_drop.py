@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -73,6 +74,7 @@ NAME_MAX = 255  # bytes in one file name on the file systems possync runs on
 OPEN_TIMEOUT_S = 60.0  # default: a file held open or cut off but unchanged this long (or 10 x settle) is read anyway
 
 
+CLOSED_THEN_MOVED_MAX = 256  # names remembered as "closed, then renamed before the close was handled"
 STORE_RETRY_S = 10.0  # a file that could not be stored (disk full, database locked) is tried again this often
 
 
@@ -198,7 +200,7 @@ class _Events(FileSystemEventHandler):
         if kind == "opened":
             self.source.opened(name, +1)
         elif kind == "closed":
-            self.source.opened(name, -1, closed_as=_signature(os.fsdecode(event.src_path)))
+            self.source.closed(name, _signature(os.fsdecode(event.src_path)))
         elif kind == "closed_no_write":
             self.source.opened(name, -1)
         elif kind == "moved":
@@ -238,7 +240,11 @@ class FileDropSource:
         )
         self._open: dict[str, int] = {}
         self._closed_as: dict[str, tuple[int, int]] = {}  # size and time of a file as its writer closed it
+        # Names closed by a writer but gone by the time the close was handled: renamed into place
+        # at once (write aside, then rename). Bounded: most recent first out of mind.
+        self._closed_then_moved: dict[str, None] = {}
         self._seen: dict[str, _Seen] = {}
+        self._link_moves = False  # archive by link + unlink (see _link_then_unlink)
         self._retry_at: dict[str, float] = {}
 
     # -- events ------------------------------------------------------------------------------
@@ -254,13 +260,29 @@ class FileDropSource:
             if closed_as is not None:
                 self._closed_as[name] = closed_as
 
+    def closed(self, name: str, signature: tuple[int, int] | None) -> None:
+        """Count a writer's close of ``name``; ``signature``: its size and time then (None: already renamed)."""
+        self.opened(name, -1, closed_as=signature)
+        if signature is None:
+            with self._lock:
+                self._closed_then_moved[name] = None
+                while len(self._closed_then_moved) > CLOSED_THEN_MOVED_MAX:
+                    del self._closed_then_moved[next(iter(self._closed_then_moved))]
+
     def renamed(self, old: str, new: str) -> None:
-        """Carry open handles over a rename inside the folder (an open file keeps its handles)."""
+        """Carry open handles over a rename inside the folder (an open file keeps its handles).
+
+        A file renamed right after its writer closed it (the close was handled after the rename) is
+        known as closed too, as it is at the rename: a later write changes its size or time, and a
+        later open is counted, so neither can be mistaken for the closed file.
+        """
         with self._lock:
             count = self._open.pop(old, 0)
             if count:
                 self._open[new] = count
             closed = self._closed_as.pop(old, None)
+            if self._closed_then_moved.pop(old, 0) is None and closed is None and not count:
+                closed = _signature(str(self.inbox / new))
             if closed is not None:
                 self._closed_as[new] = closed
 
@@ -291,6 +313,7 @@ class FileDropSource:
         try:
             observer.schedule(_Events(self), str(self.inbox), recursive=False)
             observer.start()
+            self._link_moves = sys.platform.startswith("linux") and not self.settings.polling
         except OSError as exc:  # e.g. inotify watch limit: the rescan still finds every file
             log.warning(
                 "%s: folder events unavailable (%s); relying on rescans every %.0f s",
@@ -527,7 +550,14 @@ class FileDropSource:
 
     def _move(self, path: Path, folder: Path, target: Path | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        target = target or self._free_name(folder, path.name)
+        chosen = target or self._free_name(folder, path.name)
+        if self._link_moves:
+            if target is None and _same_file(path, folder / _fit(portable_name(path.name), NAME_MAX)):
+                path.unlink()  # linked there before a crash stopped the unlink: the move is finished
+                return
+            if _link_then_unlink(path, chosen):
+                return
+        target = chosen
         try:
             path.replace(target)
         except OSError as exc:
@@ -588,6 +618,31 @@ def _fit(name: str, limit: int) -> str:
     return os.fsdecode(raw[: max(limit - len(ext) - 1, 1)] + b"~" + ext)
 
 
+def _link_then_unlink(path: Path, target: Path) -> bool:
+    """Move ``path`` to ``target`` as a new link and an unlink; False if this file system cannot link.
+
+    Used where inotify watches the folder: a rename out of it is an unpaired "moved from", which
+    watchdog holds for half a second waiting for its pair, and every later event of the folder (the
+    next POS file) waits behind it. An unlink is reported at once. A crash between the two steps
+    leaves the file under both names; the next scan finds it captured before and archives it again,
+    which then only removes the inbox name (see ``_same_file``).
+    """
+    try:
+        os.link(path, target, follow_symlinks=False)
+    except OSError:
+        return False  # another volume, a share or file system without hard links: rename instead
+    path.unlink()
+    return True
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether both names are links to one file."""
+    try:
+        return path.samefile(other)
+    except OSError:
+        return False
+
+
 def _signature(path: str) -> tuple[int, int] | None:
     """Return a file's size and modification time (None when it is gone)."""
     try:
@@ -631,7 +686,10 @@ def _cut_off(path: Path, fmt: str, encoding: str) -> bool:
     root = _XML_ROOT.search(head)
     if root is None:
         return False  # not recognisably XML: the parser will say why
-    return re.search(rb"</\s*" + re.escape(root.group(1)) + rb"\s*>\s*\Z", tail) is None
+    if _EMPTY_ROOT.match(head, root.end()):
+        return False  # <POSLog/>: the whole document is its start tag
+    end_tag = rb"</\s*" + re.escape(root.group(1)) + rb"\s*>"
+    return re.search(end_tag + _XML_MISC + rb"\Z", tail, re.S) is None
 
 
 def _looks_like_text(head: bytes, encoding: str) -> bool:
@@ -646,6 +704,8 @@ def _looks_like_text(head: bytes, encoding: str) -> bool:
 
 
 # The first element's name, after the prolog, comments and processing instructions.
+_XML_MISC = rb"(?:\s+|<!--.*?-->|<\?.*?\?>)*"  # what may follow the root element: space, comments, PIs
+_EMPTY_ROOT = re.compile(rb"(?:\s+[^<>]*)?/>", re.S)  # the rest of a self-closing root start tag
 _XML_ROOT = re.compile(rb"\A(?:\xef\xbb\xbf)?(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>)*<([A-Za-z_][\w.:-]*)", re.S)
 
 

@@ -385,3 +385,50 @@ def test_a_closed_file_needs_only_settle_after_close(tmp_path: Path, outbox: Out
         took = time.monotonic() - written
     assert took < 5, f"took {took:.1f} s"
     assert sorted(quantities(outbox)) == [("Q", 1), ("Q", 2)]
+
+
+def test_a_file_written_aside_and_renamed_in_needs_only_settle_after_close(tmp_path: Path, outbox: Outbox) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("only inotify reports who closes a file")
+    source = make_source(tmp_path, settle="20s")
+    inbox = tmp_path / "inbox"
+    with watching(source, outbox):
+        for n in range(3):  # the close is handled after the rename: the file is known closed at the rename
+            part = inbox / f".export{n}.csv.part"
+            part.write_text(HEADER + rows(f"R{n}", 2))
+            part.replace(inbox / f"export{n}.csv")
+            wait_for(lambda n=n: (inbox / "done" / f"export{n}.csv").exists(), timeout=10, what="renamed file archived")
+    assert len(quantities(outbox)) == 6
+
+
+def test_a_crash_between_archive_link_and_unlink_finishes_the_move_once(tmp_path: Path, outbox: Outbox) -> None:
+    source = make_source(tmp_path)
+    inbox = tmp_path / "inbox"
+    with watching(source, outbox):
+        (inbox / "day.csv").write_text(HEADER + rows("D", 3))
+        wait_for(lambda: (inbox / "done" / "day.csv").exists(), what="archived")
+        os.link(inbox / "done" / "day.csv", inbox / "day.csv")  # what a crash between the two steps leaves
+        source.wake()
+        wait_for(lambda: not (inbox / "day.csv").exists(), what="the inbox name removed")
+    assert files(inbox / "done") == ["day.csv"], "no second archive copy"
+    assert (inbox / "done" / "day.csv").read_text() == HEADER + rows("D", 3)
+    assert sorted(quantities(outbox)) == [("D", 1), ("D", 2), ("D", 3)]
+
+
+@pytest.mark.parametrize(
+    ("text", "cut"),
+    [
+        ('<?xml version="1.0"?><POSLog/>', False),  # an empty export: the root is its own end
+        ('<POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/" MajorVersion="6" />\n', False),
+        ("<POSLog><Transaction/></POSLog>\n<!-- exported by NCR -->\n<?checksum 123?>\n", False),
+        ("<POSLog><Transaction/></POSLog>", False),
+        ("<POSLog><Transaction/>", True),  # cut after a self-closing child
+        ("<POSLog><Transaction><LineItem/></Transaction></POS", True),
+    ],
+)
+def test_what_counts_as_a_cut_off_poslog(tmp_path: Path, text: str, cut: bool) -> None:
+    from pos_adapters.file_drop import _cut_off
+
+    path = tmp_path / "x.xml"
+    path.write_text(text)
+    assert _cut_off(path, "poslog", "utf-8") is cut
