@@ -166,9 +166,29 @@ class Movement:
         """Return the compact JSON text of ``to_wire()`` (computed once per movement object)."""
         text = self._json
         if text is None:
-            text = _ENCODER.encode(self.to_wire())
+            text = self._encode()
             object.__setattr__(self, "_json", text)
         return text
+
+    def _encode(self) -> str:
+        # Exactly ``_ENCODER.encode(self.to_wire())``, built directly: a file chunk of 2,000 lines
+        # spends half its enqueue time here, and the dict plus the generic encoder cost twice as much.
+        price = self.unit_price
+        disposition = self.disposition
+        return (
+            f'{{"event_id":{_str(self.event_id)},"store_id":{_str(self.store_id)},'
+            f'"terminal_id":{_str(self.terminal_id)},"pos_transaction_id":{_str(self.pos_transaction_id)},'
+            f'"line_no":{"null" if self.line_no is None else int(self.line_no)},'
+            f'"business_day":"{self.business_day.isoformat()}",'
+            f'"occurred_at":"{self.occurred_at.isoformat()}","kind":"{self.kind.value}",'
+            f'"sku":{_opt(self.sku)},"raw_item_id":{_str(self.raw_item_id)},'
+            f'"quantity":"{_dec(self.quantity)}","unit":{_opt(self.unit)},'
+            f'"original_quantity":"{_dec(self.original_quantity)}","original_unit":{_opt(self.original_unit)},'
+            f'"location":{_str(self.location)},"counterpart_location":{_opt(self.counterpart_location)},'
+            f'"disposition":{_opt(disposition.value if disposition else None)},'
+            f'"unit_price":{"null" if price is None else _str(_dec(price))},"currency":{_opt(self.currency)},'
+            f'"source":{_str(self.source)},"source_ref":{_str(self.source_ref)}}}'
+        )
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Movement:
@@ -208,6 +228,12 @@ class Movement:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+_str = json.encoder.encode_basestring_ascii  # the encoder's own string quoting (C), hence identical output
+
+
+def _opt(value: str | None) -> str:
+    """Return a JSON string, or ``null``."""
+    return "null" if value is None else _str(value)
 
 
 def _dec(value: Decimal) -> str:

@@ -1,7 +1,10 @@
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.domain import Disposition, Kind, Movement, check_secret_ref, make_event_id, parse_duration
 
@@ -100,3 +103,53 @@ def test_secret_refs_only() -> None:
     for bad in ("s3cr3t-token", "keyring:", "env:"):
         with pytest.raises(ValueError, match="never written in the config file"):
             check_secret_ref(bad)
+
+
+texts = st.text(max_size=12)  # any code point, quotes, backslashes and control characters included
+
+
+@given(
+    terminal=texts,
+    txn=texts,
+    raw=texts,
+    sku=st.none() | texts,
+    unit=st.none() | texts,
+    source_ref=texts,
+    quantity=st.decimals(min_value=Decimal("-1e6"), max_value=Decimal("1e6"), places=4, allow_nan=False),
+    price=st.none() | st.decimals(min_value=Decimal(0), max_value=Decimal("1e5"), places=2, allow_nan=False),
+    kind=st.sampled_from(Kind),
+    disposition=st.none() | st.sampled_from(Disposition),
+    counterpart=st.none() | texts,
+)
+def test_the_fast_json_is_exactly_the_encoders_json_of_the_wire_form(
+    terminal: str,
+    txn: str,
+    raw: str,
+    sku: str | None,
+    unit: str | None,
+    source_ref: str,
+    quantity: Decimal,
+    price: Decimal | None,
+    kind: Kind,
+    disposition: Disposition | None,
+    counterpart: str | None,
+) -> None:
+    m = movement(
+        terminal_id=terminal,
+        pos_transaction_id=txn,
+        raw_item_id=raw,
+        sku=sku,
+        unit=unit,
+        original_unit=unit,
+        source_ref=source_ref,
+        quantity=quantity,
+        original_quantity=quantity,
+        unit_price=price,
+        currency=None if price is None else "USD",
+        kind=kind,
+        disposition=disposition,
+        counterpart_location=counterpart,
+        occurred_at=datetime(2026, 11, 20, 9, 0, 5, 123456, tzinfo=UTC),
+    )
+    assert m.to_json() == json.dumps(m.to_wire(), separators=(",", ":"))
+    assert Movement.from_json(m.to_json()).to_wire() == m.to_wire()
