@@ -9,8 +9,9 @@ Invariants:
   restart resumes exactly where the last durable page left off; re-read records get the same event
   ids and change nothing, so resuming too early is harmless and nothing is ever skipped.
 - ``updated_since`` mode asks from the stored high-water mark minus ``overlap`` and advances the mark
-  only when a whole poll (all pages) is stored: records that change, move between pages or arrive
-  late are read again rather than missed. ``page`` mode stores the API's opaque cursor after each page.
+  (never past the poll's own start time) only when a whole poll (all pages, or ``max_pages``) is
+  stored: records that change, move between pages or arrive late are read again rather than missed.
+  ``page`` mode stores the API's opaque cursor after each page.
 - Credentials come from secret references and are only ever sent to the configured host: a "next
   page" link to another host is refused.
 - A POS that is down, slow, throttling (429 + Retry-After) or refusing credentials is reported in the
@@ -235,8 +236,17 @@ class RestPollSource:
             for record in records:
                 updated = _parse_time(get_path(record, self.plan.updated_field))
                 if updated is not None and updated > high:
-                    high = updated
+                    # Never past this poll's start: a record stamped in the future (a POS clock that
+                    # runs ahead, a bad date) would otherwise make later records look already read.
+                    high = min(updated, now)
             last = next_request is None or page == self.settings.max_pages - 1
+            if next_request is not None and page == self.settings.max_pages - 1:
+                log.warning(
+                    "%s: poll stopped after max_pages = %d with more pages waiting; the rest is read from "
+                    "the newest record stored (the API must list records oldest-updated first)",
+                    self.name,
+                    self.settings.max_pages,
+                )
             # The mark moves only with the last page: an interrupted poll is read again from the old mark.
             value = {"since": (high if last else since).isoformat()}
             captured += self._submit(sink, records, Cursor(CURSOR_KEY, value), captured_before)

@@ -343,3 +343,137 @@ def test_a_throttled_poll_does_not_hold_up_shutdown(tmp_path: Path, outbox: Outb
     src.wake()  # as the agent's stop does
     thread.join(timeout=10)
     assert not thread.is_alive() and time.monotonic() - asked_to_stop < 3
+
+
+def test_a_record_stamped_in_the_future_does_not_push_the_mark_past_now(
+    tmp_path: Path, shop: FakeShopify, outbox: Outbox
+) -> None:
+    from datetime import UTC, timedelta
+
+    shop.clock = datetime.now(UTC) + timedelta(days=30)  # the POS's clock runs a month ahead
+    shop.add_order(1, [(11, "SKU-1001", 1, "1.00")])
+    src = source(tmp_path, shop.url)
+    before = datetime.now(UTC)
+    poll(src, outbox)
+    mark = outbox.cursor("shop", "poll")
+    assert mark is not None and datetime.fromisoformat(mark["since"]) <= datetime.now(UTC)
+    assert datetime.fromisoformat(mark["since"]) >= before - timedelta(seconds=1)
+    shop.clock = datetime.now(UTC) - timedelta(seconds=30)  # the clock is fixed; a sale made just now
+    shop.add_order(2, [(21, "SKU-1002", 2, "1.00")])
+    poll(src, outbox)
+    assert stock(outbox) == {"SKU-1001": -1, "SKU-1002": -2}, "the next sale was not taken for already read"
+
+
+def test_a_poll_cut_short_by_max_pages_goes_on_from_where_it_stopped(
+    tmp_path: Path, shop: FakeShopify, outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    for n in range(1, 10):
+        shop.add_order(n, [(n * 10, "SKU-1001", 1, "1.00")])
+    src = source(tmp_path, shop.url, max_pages=2, overlap="0s")  # 2 orders a page: 4 of 9 per poll
+    poll(src, outbox)
+    assert stock(outbox) == {"SKU-1001": -4}
+    assert "stopped after max_pages = 2 with more pages waiting" in caplog.text
+    poll(src, outbox)
+    poll(src, outbox)
+    assert stock(outbox) == {"SKU-1001": -9}, "the backlog is worked through, nothing skipped or doubled"
+
+
+class Recorder:
+    """A POS API that records each request's headers; answers 429 with ``Retry-After`` first if asked."""
+
+    def __init__(self, throttle: int = 0, retry_after: str = "0.5") -> None:
+        import json
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.headers: list[dict[str, str]] = []
+        self.times: list[float] = []
+        owner = self
+
+        class Api(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.headers.append({k.lower(): v for k, v in self.headers.items()})
+                owner.times.append(time.monotonic())
+                if len(owner.headers) <= throttle:
+                    self.send_response(429)
+                    self.send_header("Retry-After", retry_after)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = json.dumps({"data": [], "meta": {"next": None}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sales"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def generic(tmp_path: Path, url: str, auth: dict[str, str]) -> RestPollSource:
+    settings = RestPollSettings.model_validate(
+        {
+            "name": "generic",
+            "kind": "rest_poll",
+            "url": url,
+            "cursor": "page",
+            "cursor_param": "after",
+            "next_cursor": "meta.next",
+            "records": "data",
+            "auth": auth,
+            "fields": {"transaction_id": "id", "occurred_at": "at", "lines": "items"},
+            "line_fields": {"item": "code", "quantity": "n"},
+        }
+    )
+    secrets = {"keyring:pos/token": "tok-123", "keyring:pos/password": "pa:ss"}
+    ctx = SourceContext("S001", ZoneInfo("America/Chicago"), tmp_path, tmp_path, "S001", secrets=secrets.__getitem__)
+    return RestPollSource(settings, ctx)
+
+
+@pytest.mark.parametrize(
+    ("auth", "header", "value"),
+    [
+        ({"type": "bearer", "token": "keyring:pos/token"}, "authorization", "Bearer tok-123"),
+        ({"type": "header", "header": "X-Api-Key", "token": "keyring:pos/token"}, "x-api-key", "tok-123"),
+        (
+            {"type": "basic", "username": "store1", "password": "keyring:pos/password"},
+            "authorization",
+            "Basic c3RvcmUxOnBhOnNz",  # base64 of store1:pa:ss
+        ),
+        ({"type": "none"}, "authorization", None),
+    ],
+    ids=["bearer", "api-key-header", "basic", "none"],
+)
+def test_each_auth_type_sends_its_header_with_the_secret_from_the_store(
+    tmp_path: Path, outbox: Outbox, auth: dict[str, str], header: str, value: str | None
+) -> None:
+    api = Recorder()
+    try:
+        src = generic(tmp_path, api.url, auth)
+        with httpx.Client() as http:
+            src.poll_once(http, OutboxSink("generic", outbox, ITEMS, lambda _n: None), threading.Event())
+    finally:
+        api.stop()
+    assert src.health.state == "ok", src.health.last_error
+    assert api.headers[0].get(header) == value
+
+
+def test_retry_after_is_waited_for_as_long_as_the_pos_asks(tmp_path: Path, outbox: Outbox) -> None:
+    api = Recorder(throttle=2, retry_after="0.6")
+    try:
+        src = generic(tmp_path, api.url, {"type": "none"})
+        with httpx.Client() as http:
+            src.poll_once(http, OutboxSink("generic", outbox, ITEMS, lambda _n: None), threading.Event())
+    finally:
+        api.stop()
+    assert src.health.state == "ok", src.health.last_error
+    gaps = [b - a for a, b in zip(api.times, api.times[1:], strict=False)]
+    assert len(api.times) == 3 and all(gap >= 0.6 for gap in gaps), gaps
