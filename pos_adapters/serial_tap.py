@@ -215,7 +215,7 @@ def read_receipt(
             outcome.skipped = result
             return outcome
         outcome.parsed = result
-        _movements(outcome, result, settings, ctx)
+        _movements(outcome, result, settings, ctx, kept_as)
         return outcome
     notes = f" (the decoder noted: {'; '.join(receipt.notes[:3])})" if receipt.notes else ""
     kept = f"; its raw bytes are in {kept_as} in the data folder" if kept_as else ""
@@ -242,8 +242,11 @@ def read_receipt(
     return outcome
 
 
-def _movements(outcome: ReceiptOutcome, parsed: ParsedReceipt, settings: SerialTapSettings, ctx: SourceContext) -> None:
+def _movements(
+    outcome: ReceiptOutcome, parsed: ParsedReceipt, settings: SerialTapSettings, ctx: SourceContext, kept_as: str
+) -> None:
     kind = "return" if parsed.is_return else "sale"
+    archive = f" ({kept_as})" if kept_as else ""  # the receipt's raw bytes, relative to the data folder
     for item in parsed.items:
         quantity = item.quantity
         if parsed.is_return:
@@ -262,9 +265,8 @@ def _movements(outcome: ReceiptOutcome, parsed: ParsedReceipt, settings: SerialT
             unit_price=_unit_price(item.price, item.amount, item.quantity),
             voided=item.voided,
         )
-        result = normalize_line(
-            line, ctx, source=settings.name, source_ref=f"{outcome.ref} line {item.line_no}", raw=item.text.strip()
-        )
+        ref = f"{outcome.ref} line {item.line_no}{archive}"
+        result = normalize_line(line, ctx, source=settings.name, source_ref=ref, raw=item.text.strip())
         if isinstance(result, Movement):
             outcome.movements.append(result)
         elif isinstance(result, CaptureIssue):

@@ -145,6 +145,8 @@ def test_passthrough_is_byte_identical_and_every_receipt_is_captured_once(
     assert [archived(tap.data, n) for n in range(13, 17)] == [data for _, data in sales]
     first_of_13 = next(m for m in tap.movements() if m.pos_transaction_id == sales[0][0].txn)
     assert first_of_13.source_ref.startswith("receipt-tap capture 000013 line ")
+    linked = first_of_13.source_ref.rsplit("(", 1)[1].rstrip(")")  # the archive file, from the data folder
+    assert gzip.decompress((tap.data / linked).read_bytes()) == sales[0][1]
 
     # the printer's replies (status, flow control) reach the POS unchanged
     pos.write(b"\x10\x04\x01")

@@ -1,4 +1,4 @@
-"""Config validation of serial_tap sources: every mistake named with its key, no I/O."""
+"""Config validation of serial_tap sources: every mistake named with its key; the settings on a loop:// port."""
 
 from __future__ import annotations
 
@@ -103,3 +103,27 @@ def test_an_inline_template_validates(tmp_path: Path) -> None:
     }
     config = load_config(write_config(tmp_path, "http://127.0.0.1:9", sources=tap(template=inline)))
     assert config.sources[0].template.transaction == r"TXN (\S+)"  # type: ignore[attr-defined]
+
+
+def test_a_pyserial_url_opens_with_the_line_settings_and_carries_bytes() -> None:
+    import serial
+
+    from pos_adapters.serial_tap import SerialTapSettings, open_port
+
+    settings = SerialTapSettings.model_validate(
+        {"name": "tap", "kind": "serial_tap", "port": "loop://", "template": "generic-58mm"}
+        | {"baudrate": 19200, "parity": "even", "bytesize": 7, "stopbits": 2, "xonxoff": True}
+    )
+    port = open_port(settings.port, settings, timeout=0.5)
+    try:
+        assert port.is_open and (port.baudrate, port.parity, port.bytesize, port.stopbits) == (
+            19200,
+            serial.PARITY_EVEN,
+            7,
+            2,
+        )
+        assert port.xonxoff and not port.rtscts
+        port.write(b"\x1b@RECEIPT\n\x1dV\x00")  # a URL port is never opened exclusively, and reads back
+        assert port.read(14) == b"\x1b@RECEIPT\n\x1dV\x00"
+    finally:
+        port.close()
