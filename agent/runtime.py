@@ -431,15 +431,16 @@ class Agent:
         released = self.release_held("item master refreshed")
         log.info("item master refreshed: %d items; %d held movement(s) released", len(items), released)
 
-    def release_held(self, resolution: str) -> int:
+    def release_held(self, resolution: str, *, page_size: int = 2_000) -> int:
         """Map held movements with the current item master and make the mapped ones deliverable."""
         total = 0
-        held = self.outbox.held()
-        if held:
+        # Page through all of them: a flood of items the master still lacks must not hide, behind the
+        # first page, movements it now knows.
+        for held in self.outbox.held_pages(page_size):
             mapped = [m for m in (self.items.map_one(h)[0] for h in held) if m.is_mapped]
-            total = self.outbox.release_held(mapped, resolution)
-            if total:
-                self.delivery.wake()
+            total += self.outbox.release_held(mapped, resolution)
+        if total:
+            self.delivery.wake()
         return total
 
     def _heartbeat(self) -> None:

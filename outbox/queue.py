@@ -28,7 +28,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -581,6 +581,22 @@ class Outbox:
                 select(M.c.payload).where(M.c.status == Status.HELD).order_by(M.c.seq).limit(limit)
             ).scalars()
             return [Movement.from_json(p) for p in payloads]
+
+    def held_pages(self, page_size: int = 2_000) -> Iterator[list[Movement]]:
+        """Yield every held movement, oldest first, ``page_size`` at a time (each page its own read)."""
+        after = 0
+        while True:
+            with self.db.read() as conn:
+                rows = conn.execute(
+                    select(M.c.seq, M.c.payload)
+                    .where(M.c.status == Status.HELD, M.c.seq > after)
+                    .order_by(M.c.seq)
+                    .limit(page_size)
+                ).all()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield [Movement.from_json(payload) for _, payload in rows]
 
     def release_held(self, mapped: Sequence[Movement], resolution: str) -> int:
         """Store the mapping of held movements, make them deliverable and close their exceptions."""

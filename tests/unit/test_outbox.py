@@ -386,3 +386,26 @@ def test_events_retried_alone_back_off_on_their_own_attempts(outbox: Outbox, clo
     with outbox.db.read() as conn:
         row = conn.exec_driver_sql("SELECT status, last_error FROM movement").one()
     assert tuple(row) == ("ready", "E_TEMP: try again")
+
+
+def test_every_held_movement_is_looked_at_not_only_the_first_page(outbox: Outbox) -> None:
+    from types import SimpleNamespace
+
+    from agent.domain import ItemRecord
+    from agent.mapping import ItemMaster
+    from agent.runtime import Agent
+
+    unknown = [replace(m, sku=None, raw_item_id="NEVER-HEARD-OF") for m in movements(25, "U")]
+    later = [replace(m, sku=None, raw_item_id="SKU-NEW") for m in movements(5, "N")]  # stored after the flood
+    outbox.enqueue([*unknown, *later], source="s")
+    assert [len(page) for page in outbox.held_pages(page_size=10)] == [10, 10, 10]
+    woken: list[bool] = []
+    agent = SimpleNamespace(
+        outbox=outbox,
+        items=ItemMaster([ItemRecord(sku="SKU-NEW")]),
+        delivery=SimpleNamespace(wake=lambda: woken.append(True)),
+    )
+    assert Agent.release_held(agent, "item master refreshed", page_size=10) == 5  # type: ignore[arg-type]
+    assert woken == [True]
+    assert sorted(m.pos_transaction_id for m in outbox.claim(100)) == ["N"] * 5
+    assert len(outbox.held(limit=100)) == 25
