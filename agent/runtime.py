@@ -56,6 +56,7 @@ LEASE_S = 120.0
 HEARTBEAT_S = 2.0
 HISTORY_EVERY_S = 60.0
 RECONCILE_CHECK_S = 60.0
+RECONCILE_RECHECK_S = 600.0  # a day that differed is reconciled again this often
 
 
 def possync_version() -> str:
@@ -350,7 +351,11 @@ class Agent:
         if now.strftime("%H:%M") < self.config.reconcile.at:
             return
         day = (now.date() - timedelta(days=1)).isoformat()
-        if self.live.snapshot().reconcile_day == day:
+        last = self.live.snapshot()
+        # A day that differed is checked again every RECONCILE_RECHECK_S: once the cause is fixed (an
+        # exception retried, the WMS caught up), the red clears without waiting a day.
+        recheck = bool(last.reconcile_drift_skus) and time.time() - (last.reconcile_at or 0.0) >= RECONCILE_RECHECK_S
+        if last.reconcile_day == day and not recheck:
             return
         self.reconcile(date.fromisoformat(day))
 

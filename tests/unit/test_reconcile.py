@@ -64,3 +64,31 @@ def test_drift_beyond_the_threshold_is_red_in_the_status_state_machine() -> None
     assert evaluate(counts, {**live, "reconcile_drift_skus": 1}, limits, 100.0, None)[0] == "green"
     state, reasons = evaluate(counts, {**live, "reconcile_drift_skus": 2}, limits, 100.0, None)
     assert state == "red" and "2 SKU(s) differ" in reasons[0]
+
+
+def test_a_day_that_differed_is_reconciled_again_until_it_is_clean() -> None:
+    import time
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    from agent.runtime import RECONCILE_RECHECK_S, Agent
+
+    yesterday = (datetime.now(ZoneInfo("America/Chicago")).date() - timedelta(days=1)).isoformat()
+    runs: list[date] = []
+    live = SimpleNamespace(reconcile_day=yesterday, reconcile_drift_skus=3, reconcile_at=time.time())
+    agent = SimpleNamespace(
+        config=SimpleNamespace(
+            agent=SimpleNamespace(timezone="America/Chicago"), reconcile=SimpleNamespace(at="00:00")
+        ),
+        live=SimpleNamespace(snapshot=lambda: live),
+        reconcile=runs.append,
+    )
+    Agent.reconcile_if_due(agent)  # type: ignore[arg-type]
+    assert runs == [], "checked a moment ago: not again yet"
+    live.reconcile_at = time.time() - RECONCILE_RECHECK_S - 1
+    Agent.reconcile_if_due(agent)  # type: ignore[arg-type]
+    assert runs == [date.fromisoformat(yesterday)], "still differing and due: reconciled again"
+    live.reconcile_drift_skus = 0
+    Agent.reconcile_if_due(agent)  # type: ignore[arg-type]
+    assert len(runs) == 1, "a clean day is not reconciled again"
