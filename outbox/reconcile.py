@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os  # fsync
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -224,12 +225,20 @@ def write_csv(report: Report, folder: Path) -> Path:
 def atomic_write(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so a reader sees the old file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    with open(staging, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    staging.replace(path)
+    # A staging name of its own per write: two writers (the agent's timer, a command run by hand)
+    # must never interleave into one staging file and rename a mix of both over the export.
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    staging = Path(name)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        staging.chmod(0o644)  # mkstemp makes it 0600; the POS reading the export is another user
+        staging.replace(path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
 
 
 def _line_json(m: MovementLine) -> dict[str, Any]:
