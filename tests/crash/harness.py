@@ -292,6 +292,9 @@ class Report:
     wrong: list[str] = field(default_factory=list)
     partial_receipts: int = 0
     stock_mismatches: list[str] = field(default_factory=list)  # store stock view vs the WMS, once quiet
+    # WMS on-hand vs its opening plus the POS's lines it holds: a line applied to stock twice (or not
+    # at all) shows here even though the ledger keeps one row per event id.
+    stock_not_ledger: list[str] = field(default_factory=list)
     receipts_cut: int = 0
     open_exceptions: int = 0
     exceptions: list[str] = field(default_factory=list)  # "CODE (source): message" of each open one
@@ -308,7 +311,7 @@ class Report:
     def ok(self) -> bool:
         """Nothing lost, nothing applied twice, nothing invented or changed."""
         return not (self.lost or self.twice or self.foreign or self.wrong or self.partial_receipts) and not (
-            self.stock_mismatches
+            self.stock_mismatches or self.stock_not_ledger
         )
 
     def summary(self) -> str:
@@ -321,7 +324,9 @@ class Report:
             f"at the WMS over {self.pushes} pushes; lost {len(self.lost)}, "
             f"applied twice {len(self.twice)}, foreign {len(self.foreign)}, changed {len(self.wrong)}, "
             f"receipts captured in part {self.partial_receipts}; stock view "
-            f"{'equal to the WMS' if not self.stock_mismatches else self.stock_mismatches[:5]}; receipts cut by a kill {self.receipts_cut}; "
+            f"{'equal to the WMS' if not self.stock_mismatches else self.stock_mismatches[:5]}; WMS stock "
+            f"{'equal to opening + lines' if not self.stock_not_ledger else self.stock_not_ledger[:5]}; "
+            f"receipts cut by a kill {self.receipts_cut}; "
             f"open exceptions {self.open_exceptions} {self.exceptions}"
         )
 
@@ -561,6 +566,16 @@ class CrashRun:
                 report.foreign.append(eid)
             elif (row["sku"], Decimal(row["delta"])) != line:
                 report.wrong.append(f"{eid}: WMS {row['sku']} {row['delta']}, POS {line[0]} {line[1]}")
+        expected: dict[tuple[str, str], Decimal] = {}
+        for row in rows:
+            key = (row["sku"], row["stock_location"])
+            expected[key] = expected.get(key, Decimal(0)) + Decimal(row["delta"])
+        for level in self.sandbox.ledger.all_stock():
+            key = (level["sku"], level["location"])
+            want = Decimal(level["opening"]) + expected.pop(key, Decimal(0))
+            if Decimal(level["on_hand"]) != want:
+                report.stock_not_ledger.append(f"{key}: WMS on hand {level['on_hand']}, opening + lines {want}")
+        report.stock_not_ledger += [f"{key}: lines applied to a location with no stock row" for key in expected]
         for receipt in self.ledger.maybe:
             got = sum(1 for eid in receipt if eid in seen and eid not in self.ledger.must)
             if got not in (0, len(receipt)):
