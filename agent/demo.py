@@ -25,7 +25,28 @@ from wms_client.sandbox.server import SandboxServer
 DATA = Path(__file__).parent / "demo_data"
 SIGN = {"SALE": -1, "RETURN": 1, "XFER_OUT": -1, "XFER_IN": 1}
 
-CONFIG = """\
+SAMPLE_EXPORT_MAPPING = """\
+[sources.columns]
+pos_transaction_id = "txn_id"
+line_no = "line"
+occurred_at = "timestamp"
+terminal_id = "register"
+kind = "type"
+item = "item"
+quantity = "qty"
+unit = "uom"
+unit_price = "price"
+counterpart_location = "dest"
+[sources.kinds]
+SALE = "sale"
+RETURN = "return"
+XFER_OUT = "transfer_out"
+XFER_IN = "transfer_in"
+"""
+"""How the sample POS export's columns and type codes map to movements (demo, benchmarks, tests)."""
+
+CONFIG = (
+    """\
 # Written by 'possync demo'. The same keys as a store's possync.toml.
 [agent]
 store_id = "S001"
@@ -50,23 +71,9 @@ format = "csv"
 archive = "./inbox/done"
 quarantine = "./inbox/quarantine"
 settle = "0.5s"
-[sources.columns]
-pos_transaction_id = "txn_id"
-line_no = "line"
-occurred_at = "timestamp"
-terminal_id = "register"
-kind = "type"
-item = "item"
-quantity = "qty"
-unit = "uom"
-unit_price = "price"
-counterpart_location = "dest"
-[sources.kinds]
-SALE = "sale"
-RETURN = "return"
-XFER_OUT = "transfer_out"
-XFER_IN = "transfer_in"
 """
+    + SAMPLE_EXPORT_MAPPING
+)
 
 
 def pos_totals(export: Path, items: Path) -> dict[str, Decimal]:

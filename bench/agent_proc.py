@@ -16,33 +16,18 @@ from pathlib import Path
 
 import httpx
 
+from agent.demo import SAMPLE_EXPORT_MAPPING
 from bench.common import API_TOKEN, STORE, WMS_TOKEN, free_port, wait_until
 
 WMS_ENV = "POSSYNC_BENCH_WMS_TOKEN"
 API_ENV = "POSSYNC_BENCH_API_TOKEN"
 IN_SYNC = "capturing receipts from here"  # the serial tap's log line once it follows the line
 
-CSV_COLUMNS = """[sources.columns]
-pos_transaction_id = "txn_id"
-line_no = "line"
-occurred_at = "timestamp"
-terminal_id = "register"
-kind = "type"
-item = "item"
-quantity = "qty"
-unit = "uom"
-unit_price = "price"
-counterpart_location = "dest"
-[sources.kinds]
-SALE = "sale"
-RETURN = "return"
-"""
-
 
 def csv_source(path: str) -> str:
     """Return a ``file_drop`` CSV source (the sample export's columns), with the default settle times."""
     head = f'[[sources]]\nname = "pos-exports"\nkind = "file_drop"\npath = "{path}"\npattern = "*.csv"\n'
-    return head + 'format = "csv"\n' + CSV_COLUMNS
+    return head + 'format = "csv"\n' + SAMPLE_EXPORT_MAPPING
 
 
 def poslog_source(path: str) -> str:

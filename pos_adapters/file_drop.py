@@ -242,7 +242,7 @@ class FileDropSource:
         self._closed_as: dict[str, tuple[int, int]] = {}  # size and time of a file as its writer closed it
         # Names closed by a writer but gone by the time the close was handled: renamed into place
         # at once (write aside, then rename). Bounded: most recent first out of mind.
-        self._closed_then_moved: dict[str, None] = {}
+        self._closed_then_moved: dict[str, bool] = {}
         self._seen: dict[str, _Seen] = {}
         self._link_moves = False  # archive by link + unlink (see _link_then_unlink)
         self._retry_at: dict[str, float] = {}
@@ -265,7 +265,7 @@ class FileDropSource:
         self.opened(name, -1, closed_as=signature)
         if signature is None:
             with self._lock:
-                self._closed_then_moved[name] = None
+                self._closed_then_moved[name] = True
                 while len(self._closed_then_moved) > CLOSED_THEN_MOVED_MAX:
                     del self._closed_then_moved[next(iter(self._closed_then_moved))]
 
@@ -281,7 +281,7 @@ class FileDropSource:
             if count:
                 self._open[new] = count
             closed = self._closed_as.pop(old, None)
-            if self._closed_then_moved.pop(old, 0) is None and closed is None and not count:
+            if self._closed_then_moved.pop(old, False) and closed is None and not count:
                 closed = _signature(str(self.inbox / new))
             if closed is not None:
                 self._closed_as[new] = closed
@@ -550,14 +550,13 @@ class FileDropSource:
 
     def _move(self, path: Path, folder: Path, target: Path | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        chosen = target or self._free_name(folder, path.name)
-        if self._link_moves:
-            if target is None and _same_file(path, folder / _fit(portable_name(path.name), NAME_MAX)):
+        if target is None:
+            if _same_file(path, folder / _fit(portable_name(path.name), NAME_MAX)):
                 path.unlink()  # linked there before a crash stopped the unlink: the move is finished
                 return
-            if _link_then_unlink(path, chosen):
-                return
-        target = chosen
+            target = self._free_name(folder, path.name)
+        if self._link_moves and _link_then_unlink(path, target):
+            return
         try:
             path.replace(target)
         except OSError as exc:

@@ -30,8 +30,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from outbox.state import AgentState
 
     config = load_config_or_exit(args)
-    if not config.outbox_path.exists():
-        return _never_ran(args, config)
+    if args.json and not config.outbox_path.exists():
+        return _never_ran(config)
     outbox = attach_outbox(config)
     try:
         record = build_status(
@@ -47,16 +47,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return STATE_EXIT.get(str(record["state"]), 3)
 
 
-def _never_ran(args: argparse.Namespace, config: Config) -> int:
-    """Report an agent that has never run with this config: grey, exit 3, and JSON for monitoring tools."""
-    from agent.commands.common import fail
+def _never_ran(config: Config) -> int:
+    """Print the grey record of an agent that has never run with this config (for monitoring tools); exit 3."""
     from agent.runtime import thresholds
     from agent.status import build_status
     from outbox.queue import Counts
 
     why = f"no outbox at {config.outbox_path}: the agent has not run with this config yet"
-    if not args.json:
-        return fail(why, 3)
     empty = Counts(0, 0, 0, 0, 0, 0, 0, None, None)
     record = build_status(empty, {}, thresholds(config), store_id=config.agent.store_id, data_dir=config.data_dir)
     record["reasons"] = [why, *record["reasons"]]

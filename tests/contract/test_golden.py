@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,7 +26,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.kinds import load_kinds
-from pos_adapters.base import REGISTRY, SourceContext
+from pos_adapters.base import REGISTRY, Batch, SourceContext
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 load_kinds()
@@ -50,19 +51,24 @@ def run_case(case: Path) -> list[dict[str, Any]]:
         location=agent.get("location", agent.get("store_id", "S001")),
     )
     (input_path,) = [p for p in case.iterdir() if p.name == "input" or p.name.startswith("input.")]
-    produced: list[dict[str, Any]] = []
-    for batch in kind.replay(settings, ctx, input_path):
+    return produced(kind.replay(settings, ctx, input_path))
+
+
+def produced(batches: Iterable[Batch]) -> list[dict[str, Any]]:
+    """Return the batches in the ``expected.jsonl`` form (movements, issues, post-voids; no ``source``)."""
+    out: list[dict[str, Any]] = []
+    for batch in batches:
         for movement in batch.movements:
             wire = movement.to_wire()
             wire.pop("source")
-            produced.append({"movement": wire})
+            out.append({"movement": wire})
         for issue in batch.issues:
-            produced.append({"issue": {"code": issue.code, "source_ref": issue.source_ref, "message": issue.message}})
+            out.append({"issue": {"code": issue.code, "source_ref": issue.source_ref, "message": issue.message}})
         for void in batch.voids:
             wire = void.to_wire()
             wire.pop("source")
-            produced.append({"post_void": wire})
-    return produced
+            out.append({"post_void": wire})
+    return out
 
 
 def matches(expected: dict[str, Any], got: dict[str, Any]) -> bool:

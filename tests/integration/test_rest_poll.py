@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -253,15 +254,22 @@ class LinkedSales:
 
         self.sales: list[dict[str, Any]] = []
         self.seen: list[str] = []
-        self.throttle = False
+        self.headers: list[dict[str, str]] = []
+        self.times: list[float] = []
+        self.throttle = False  # answer every request 429
+        self.throttle_next = 0  # answer this many more requests 429
+        self.retry_after = "30"
         owner = self
 
         class Api(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.seen.append(self.path)
-                if owner.throttle:
+                owner.headers.append({k.lower(): v for k, v in self.headers.items()})
+                owner.times.append(time.monotonic())
+                if owner.throttle or owner.throttle_next > 0:
+                    owner.throttle_next -= 1
                     self.send_response(429)
-                    self.send_header("Retry-After", "30")
+                    self.send_header("Retry-After", owner.retry_after)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -287,7 +295,7 @@ class LinkedSales:
             {"id": f"L{n}", "at": "2026-11-20T10:00:00-06:00", "type": "SALE", "items": [{"code": "SKU-1001", "n": 1}]}
         )
 
-    def source(self, tmp_path: Path) -> RestPollSource:
+    def source(self, tmp_path: Path, auth: dict[str, str] | None = None) -> RestPollSource:
         settings = {
             "name": "linked",
             "kind": "rest_poll",
@@ -297,8 +305,11 @@ class LinkedSales:
             "fields": {"transaction_id": "id", "occurred_at": "at", "kind": "type", "lines": "items"},
             "line_fields": {"item": "code", "quantity": "n"},
             "kinds": {"SALE": "sale"},
+            "auth": auth or {"type": "none"},
         }
-        ctx = SourceContext("S001", ZoneInfo("America/Chicago"), tmp_path, tmp_path, "S001")
+        ctx = SourceContext(
+            "S001", ZoneInfo("America/Chicago"), tmp_path, tmp_path, "S001", secrets=POS_SECRETS.__getitem__
+        )
         return RestPollSource(RestPollSettings.model_validate(settings), ctx)
 
 
@@ -378,64 +389,7 @@ def test_a_poll_cut_short_by_max_pages_goes_on_from_where_it_stopped(
     assert stock(outbox) == {"SKU-1001": -9}, "the backlog is worked through, nothing skipped or doubled"
 
 
-class Recorder:
-    """A POS API that records each request's headers; answers 429 with ``Retry-After`` first if asked."""
-
-    def __init__(self, throttle: int = 0, retry_after: str = "0.5") -> None:
-        import json
-        import time
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.headers: list[dict[str, str]] = []
-        self.times: list[float] = []
-        owner = self
-
-        class Api(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.headers.append({k.lower(): v for k, v in self.headers.items()})
-                owner.times.append(time.monotonic())
-                if len(owner.headers) <= throttle:
-                    self.send_response(429)
-                    self.send_header("Retry-After", retry_after)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = json.dumps({"data": [], "meta": {"next": None}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sales"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def generic(tmp_path: Path, url: str, auth: dict[str, str]) -> RestPollSource:
-    settings = RestPollSettings.model_validate(
-        {
-            "name": "generic",
-            "kind": "rest_poll",
-            "url": url,
-            "cursor": "page",
-            "cursor_param": "after",
-            "next_cursor": "meta.next",
-            "records": "data",
-            "auth": auth,
-            "fields": {"transaction_id": "id", "occurred_at": "at", "lines": "items"},
-            "line_fields": {"item": "code", "quantity": "n"},
-        }
-    )
-    secrets = {"keyring:pos/token": "tok-123", "keyring:pos/password": "pa:ss"}
-    ctx = SourceContext("S001", ZoneInfo("America/Chicago"), tmp_path, tmp_path, "S001", secrets=secrets.__getitem__)
-    return RestPollSource(settings, ctx)
+POS_SECRETS = {"keyring:pos/token": "tok-123", "keyring:pos/password": "pa:ss"}
 
 
 @pytest.mark.parametrize(
@@ -453,27 +407,20 @@ def generic(tmp_path: Path, url: str, auth: dict[str, str]) -> RestPollSource:
     ids=["bearer", "api-key-header", "basic", "none"],
 )
 def test_each_auth_type_sends_its_header_with_the_secret_from_the_store(
-    tmp_path: Path, outbox: Outbox, auth: dict[str, str], header: str, value: str | None
+    tmp_path: Path, outbox: Outbox, linked: LinkedSales, auth: dict[str, str], header: str, value: str | None
 ) -> None:
-    api = Recorder()
-    try:
-        src = generic(tmp_path, api.url, auth)
-        with httpx.Client() as http:
-            src.poll_once(http, OutboxSink("generic", outbox, ITEMS, lambda _n: None), threading.Event())
-    finally:
-        api.stop()
+    src = linked.source(tmp_path, auth)
+    with httpx.Client() as http:
+        src.poll_once(http, OutboxSink("linked", outbox, ITEMS, lambda _n: None), threading.Event())
     assert src.health.state == "ok", src.health.last_error
-    assert api.headers[0].get(header) == value
+    assert linked.headers[0].get(header) == value
 
 
-def test_retry_after_is_waited_for_as_long_as_the_pos_asks(tmp_path: Path, outbox: Outbox) -> None:
-    api = Recorder(throttle=2, retry_after="0.6")
-    try:
-        src = generic(tmp_path, api.url, {"type": "none"})
-        with httpx.Client() as http:
-            src.poll_once(http, OutboxSink("generic", outbox, ITEMS, lambda _n: None), threading.Event())
-    finally:
-        api.stop()
+def test_retry_after_is_waited_for_as_long_as_the_pos_asks(tmp_path: Path, outbox: Outbox, linked: LinkedSales) -> None:
+    linked.throttle_next, linked.retry_after = 2, "0.6"
+    src = linked.source(tmp_path)
+    with httpx.Client() as http:
+        src.poll_once(http, OutboxSink("linked", outbox, ITEMS, lambda _n: None), threading.Event())
     assert src.health.state == "ok", src.health.last_error
-    gaps = [b - a for a, b in zip(api.times, api.times[1:], strict=False)]
-    assert len(api.times) == 3 and all(gap >= 0.6 for gap in gaps), gaps
+    gaps = [b - a for a, b in zip(linked.times, linked.times[1:], strict=False)]
+    assert len(linked.times) == 3 and all(gap >= 0.6 for gap in gaps), gaps

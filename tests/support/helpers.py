@@ -15,12 +15,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from agent.demo import SAMPLE_EXPORT_MAPPING
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "agent" / "demo_data"
 ITEMS_CSV = SAMPLES / "items.csv"
 EXPORT_CSV = SAMPLES / "pos-export-sample.csv"
 
-CSV_SOURCE = """
+CSV_SOURCE = (
+    """
 [[sources]]
 name = "pos-exports"
 kind = "file_drop"
@@ -29,23 +32,9 @@ pattern = "*.csv"
 format = "csv"
 settle = "{settle}"
 rescan_every = "2s"
-[sources.columns]
-pos_transaction_id = "txn_id"
-line_no = "line"
-occurred_at = "timestamp"
-terminal_id = "register"
-kind = "type"
-item = "item"
-quantity = "qty"
-unit = "uom"
-unit_price = "price"
-counterpart_location = "dest"
-[sources.kinds]
-SALE = "sale"
-RETURN = "return"
-XFER_OUT = "transfer_out"
-XFER_IN = "transfer_in"
 """
+    + SAMPLE_EXPORT_MAPPING
+)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
